@@ -1,0 +1,1 @@
+"""AggPose in JAX/Flax: models, keypoint codecs, COCO evaluation and sharded training."""
