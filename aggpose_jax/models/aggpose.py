@@ -1,0 +1,166 @@
+"""AggPose (Cao et al., IJCAI 2022): a multi-branch, multi-resolution MiT with cross-resolution merges.
+
+Dataflow of the official release (see docs/models.md): four branches at 1/4, 1/8, 1/16 and 1/32 of the
+input, each a chain of block groups; after stages 2, 3 and 4 every branch is re-built by a merge Mix-FFN
+over a channel concat of itself and its neighbours (down-sampled by an extra OverlapPatchEmbed,
+up-sampled by an MlpUpsample). Concat orders are the official ones: the first branch-2 merge is
+[self, down], all later multi-input merges are [down, self, up]. Merges have no residual.
+
+`depths[b][k]` is the number of blocks of branch b's k-th group:
+branch 1: block1, block1_1, block1_2, block1_3; branch 2: block2, block2_1, block2_2;
+branch 3: block3, block3_1; branch 4: block4. The official constructor can only express tables whose
+extra groups all have depths[0][0] blocks; this table has no such limit.
+
+Drop path (stochastic depth): dpr = linspace(0, rate, sum of the main groups' depths). Main group b uses
+its consecutive slice starting at start_b; block j of every extra group of branch b uses dpr[start_b + j]
+(clipped to the last entry), which is exactly the official rule (extras reuse the first entries of their
+stage's slice) whenever the official constructor can build the table.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from aggpose_jax.models.attention import AttentionImpl
+from aggpose_jax.models.layers import (
+    NORM_EPS,
+    MixFFN,
+    MlpUpsample,
+    OverlapPatchEmbed,
+    make_layer_norm,
+)
+from aggpose_jax.models.mit import BlockGroup, drop_path_schedule
+
+Dtype = Any
+
+# Group names per branch, in order; the first of each is the main (MiT) group.
+GROUP_NAMES: tuple[tuple[str, ...], ...] = (
+    ("block1", "block1_1", "block1_2", "block1_3"),
+    ("block2", "block2_1", "block2_2"),
+    ("block3", "block3_1"),
+    ("block4",),
+)
+# Group norms share the group's suffix: block1_2 -> norm1_2.
+NORM_NAMES = tuple(tuple(g.replace("block", "norm") for g in branch) for branch in GROUP_NAMES)
+
+
+def group_drop_path_rates(
+    depths: Sequence[Sequence[int]], rate: float
+) -> dict[str, tuple[float, ...]]:
+    """Per-group stochastic-depth rates (the official schedule generalised to a per-group table)."""
+    dpr = drop_path_schedule(sum(branch[0] for branch in depths), rate)
+    rates, start = {}, 0
+    for names, branch in zip(GROUP_NAMES, depths, strict=True):
+        for k, (name, n) in enumerate(zip(names, branch, strict=True)):
+            if k == 0:
+                rates[name] = tuple(dpr[start : start + n])
+            else:
+                rates[name] = tuple(dpr[min(start + j, len(dpr) - 1)] for j in range(n))
+        start += branch[0]
+    return rates
+
+
+class AggPose(nn.Module):
+    """AggPose pose network. Shapes: images (B, H, W, 3) -> heatmaps (B, H/4, W/4, K) float32.
+
+    H and W must be multiples of 32. Defaults are AggPose-L (the official get_pose_net). Parameters are
+    float32; `dtype` is the compute dtype. `remat` checkpoints each block; `scan_blocks` runs each group
+    under nn.scan (params stacked per group, see `convert.stack_block_groups`).
+    """
+
+    embed_dims: Sequence[int] = (64, 128, 320, 512)
+    num_heads: Sequence[int] = (1, 2, 5, 8)
+    sr_ratios: Sequence[int] = (8, 4, 2, 1)
+    depths: Sequence[Sequence[int]] = ((3, 3, 3, 3), (6, 3, 3), (40, 3), (3,))
+    num_keypoints: int = 17
+    mlp_ratio: int = 4
+    qkv_bias: bool = True
+    drop_path_rate: float = 0.1
+    dtype: Dtype = jnp.float32
+    remat: bool = False
+    scan_blocks: bool = False
+    attention_impl: AttentionImpl = None
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+        c1, c2, c3, c4 = self.embed_dims
+        dims = self.embed_dims
+        rates = group_drop_path_rates(self.depths, self.drop_path_rate)
+        dt = self.dtype
+
+        def run(branch: int, k: int, x: jax.Array) -> jax.Array:
+            x = BlockGroup(
+                rates[GROUP_NAMES[branch][k]],
+                self.num_heads[branch],
+                self.sr_ratios[branch],
+                self.mlp_ratio,
+                self.qkv_bias,
+                dt,
+                self.remat,
+                self.scan_blocks,
+                self.attention_impl,
+                name=GROUP_NAMES[branch][k],
+            )(x, train)
+            return make_layer_norm(NORM_EPS, NORM_NAMES[branch][k], dt)(x)
+
+        def down(name: str, features: int, x: jax.Array) -> jax.Array:
+            return OverlapPatchEmbed(features, 3, 2, dt, name=name)(x)
+
+        def up(name: str, features: int, factor: int, x: jax.Array) -> jax.Array:
+            return MlpUpsample(features, factor, dt, name=name)(x)
+
+        def merge(name: str, branch: int, parts: list[jax.Array]) -> jax.Array:
+            c = dims[branch]
+            return MixFFN(c, c, dt, name=name)(jnp.concatenate(parts, axis=-1))
+
+        # Stage 1.
+        x1 = OverlapPatchEmbed(c1, 7, 4, dt, name="patch_embed1")(images.astype(dt))
+        x1 = run(0, 0, x1)
+        # Stage 2: a new branch, no fusion.
+        x2 = down("patch_embed2", c2, x1)
+        x1 = run(0, 1, x1)
+        x2 = run(1, 0, x2)
+        # Stage 3.
+        x3 = down("patch_embed3", c3, x2)
+        m1 = merge("merge_12_1", 0, [x1, up("upsample1_21", c1, 2, x2)])
+        m2 = merge("merge_12_2", 1, [x2, down("patch_embed12", c2, x1)])
+        x1, x2, x3 = run(0, 2, m1), run(1, 1, m2), run(2, 0, x3)
+        # Stage 4.
+        x4 = down("patch_embed4", c4, x3)
+        m1 = merge("merge_123_1", 0, [x1, up("upsample2_21", c1, 2, x2)])
+        m2 = merge(
+            "merge_123_2",
+            1,
+            [down("patch_embed12k", c2, x1), x2, up("upsample2_32", c2, 2, x3)],
+        )
+        m3 = merge("merge_123_3", 2, [down("patch_embed23k", c3, x2), x3])
+        x1, x2, x3, x4 = run(0, 3, m1), run(1, 2, m2), run(2, 1, m3), run(3, 0, x4)
+        # Final aggregation (not normalised).
+        m1 = merge("merge_1234_1", 0, [x1, up("upsample3_21", c1, 2, x2)])
+        m2 = merge(
+            "merge_1234_2",
+            1,
+            [down("patch_embed12kk", c2, x1), x2, up("upsample3_32", c2, 2, x3)],
+        )
+        m3 = merge(
+            "merge_1234_3",
+            2,
+            [down("patch_embed23kk", c3, x2), x3, up("upsample3_43", c3, 2, x4)],
+        )
+        m4 = merge("merge_1234_4", 3, [down("patch_embed34kk", c4, x3), x4])
+        # Head: everything at 1/4 resolution, then two Mix-FFNs; raw fc2 output are the heatmaps.
+        out = jnp.concatenate(
+            [
+                m1,
+                up("upsample4_21", c1, 2, m2),
+                up("upsample4_31", c1, 4, m3),
+                up("upsample4_41", c1, 8, m4),
+            ],
+            axis=-1,
+        )
+        out = MixFFN(c1, c1, dt, name="final")(out)
+        out = MixFFN(c1, self.num_keypoints, dt, name="final_layer")(out)
+        return out.astype(jnp.float32)

@@ -1,0 +1,38 @@
+"""The official SegFormer (MiT) pose baseline: AggPose's "without aggregation" ablation.
+
+An MiT encoder (patch_embed1-4, block1-4, norm1-4), then one decoder per stage: a Mix-FFN(C_i -> 64 -> 64)
+at the stage's own resolution followed by nearest up-sampling x1, x2, x4, x8 to 1/4 resolution (the
+same module as AggPose's MlpUpsample, params `decoder{i}/mlp/...`). The four maps are concatenated in
+stage order and `final_layer` = Mix-FFN(4*64 -> 64 -> K) gives the heatmaps. The official model also
+registers an unused 1x1 conv `recover` (16,448 dead params): it is left out here, and `convert.py`
+drops it when reading official weights.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from aggpose_jax.models.layers import MixFFN, MlpUpsample
+from aggpose_jax.models.mit import MixVisionTransformer
+
+
+class SegFormerPose(MixVisionTransformer):
+    """SegFormer pose baseline. Shapes: images (B, H, W, 3) -> heatmaps (B, H/4, W/4, K) float32.
+
+    Defaults are the official one (MiT-B5); the encoder fields are MixVisionTransformer's.
+    """
+
+    num_keypoints: int = 17
+    decoder_dim: int = 64
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+        stages = super().__call__(images, train)
+        ups = [
+            MlpUpsample(self.decoder_dim, 2**i, self.dtype, name=f"decoder{i + 1}")(x)
+            for i, x in enumerate(stages)
+        ]
+        out = MixFFN(self.decoder_dim, self.num_keypoints, self.dtype, name="final_layer")(
+            jnp.concatenate(ups, axis=-1)
+        )
+        return out.astype(jnp.float32)
