@@ -1,0 +1,407 @@
+"""PyTorch state dicts <-> flax params for AggPose, the SegFormer pose baseline and MiT backbones.
+
+Flax submodule names mirror the official attribute paths, so a state-dict name maps to a param path by
+splitting on '.' and renaming the leaf: Linear weight [out, in] -> `kernel` [in, out]; Conv weight
+[O, I/g, kh, kw] -> `kernel` [kh, kw, I/g, O]; LayerNorm weight -> `scale`; bias -> `bias`. Under
+`scan_blocks` the blocks `<group>/<i>` of a group are stacked into `<group>/blocks` (leading axis i).
+
+Usage (command line):
+    python -m aggpose_jax.models.convert final_state.pth aggpose_l.msgpack --model aggpose_l
+    python -m aggpose_jax.models.convert coco.pth infant.msgpack --num-keypoints 21 --reinit-head
+"""
+
+import argparse
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, traverse_util
+
+from aggpose_jax.models.aggpose import GROUP_NAMES, AggPose
+from aggpose_jax.models.layers import dense_kernel_init
+from aggpose_jax.models.segformer import SegFormerPose
+
+Params = dict[str, Any]
+StateDict = dict[str, np.ndarray]
+
+# Dead parameters of the official SegFormer pose model (an unused 1x1 conv).
+_SEGFORMER_DEAD = ("recover.",)
+
+
+def load_state_dict(path: str | pathlib.Path) -> StateDict:
+    """Reads `.pth`/`.pt` (torch, weights only), `.safetensors` or `.npz` into {name: float32 array}.
+
+    A training checkpoint dict ({'state_dict': ..., 'optimizer': ...}) is unwrapped; a leading
+    `module.` (DataParallel) prefix is kept here and stripped by the converters.
+    """
+    path = pathlib.Path(path)
+    if path.suffix in (".pth", ".pt", ".bin"):
+        import torch  # Lazily: torch is only needed to read official checkpoints.
+
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+        return {k: v.detach().float().numpy() for k, v in obj.items() if hasattr(v, "numpy")}
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        return dict(load_file(str(path)))
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    raise ValueError(f"unknown weight file type {path.suffix!r} (want .pth, .safetensors or .npz)")
+
+
+def strip_prefix(state_dict: Mapping[str, Any], prefix: str = "module.") -> StateDict:
+    """Drops a leading `prefix` (e.g. DataParallel's `module.`) from every key that has it."""
+    return {k.removeprefix(prefix): np.asarray(v) for k, v in state_dict.items()}
+
+
+def params_from_torch_names(state_dict: Mapping[str, np.ndarray]) -> Params:
+    """Generic rename + transpose of an official-layout state dict into an unrolled param tree."""
+    flat = {}
+    for name, value in state_dict.items():
+        *path, leaf = name.split(".")
+        value = np.asarray(value, np.float32)
+        if leaf == "weight" and value.ndim == 1:
+            leaf = "scale"
+        elif leaf == "weight" and value.ndim == 2:
+            leaf, value = "kernel", value.T
+        elif leaf == "weight" and value.ndim == 4:
+            leaf, value = "kernel", value.transpose(2, 3, 1, 0)
+        elif leaf != "bias":
+            raise ValueError(f"cannot map tensor {name!r} of shape {value.shape}")
+        flat[(*path, leaf)] = np.ascontiguousarray(value)
+    return traverse_util.unflatten_dict(flat)
+
+
+def torch_names_from_params(params: Params) -> StateDict:
+    """Inverse of `params_from_torch_names` (unstacks scanned groups first). {name: array}."""
+    out = {}
+    for path, value in traverse_util.flatten_dict(unstack_block_groups(params)).items():
+        *path, leaf = path
+        value = np.asarray(value)
+        if leaf == "kernel":
+            value = value.T if value.ndim == 2 else value.transpose(3, 2, 0, 1)
+        out[".".join([*path, "bias" if leaf == "bias" else "weight"])] = np.ascontiguousarray(value)
+    return out
+
+
+def _is_group(node: Any) -> bool:
+    return isinstance(node, Mapping) and bool(node) and all(str(k).isdigit() for k in node)
+
+
+def stack_block_groups(params: Params) -> Params:
+    """Unrolled groups `{<group>: {'0': p0, '1': p1}}` -> scanned `{<group>: {'blocks': stack}}`."""
+    if _is_group(params):
+        blocks = [params[str(i)] for i in range(len(params))]
+        return {"blocks": jax.tree.map(lambda *xs: np.stack(xs), *blocks)}
+    if isinstance(params, Mapping):
+        return {k: stack_block_groups(v) for k, v in params.items()}
+    return params
+
+
+def unstack_block_groups(params: Params) -> Params:
+    """Scanned `{<group>: {'blocks': stack}}` -> unrolled `{<group>: {'0': p0, ...}}` (no-op if unrolled)."""
+    if isinstance(params, Mapping) and set(params) == {"blocks"}:
+        depth = jax.tree.leaves(params["blocks"])[0].shape[0]
+        return {
+            str(i): jax.tree.map(lambda x, i=i: np.asarray(x)[i], params["blocks"])
+            for i in range(depth)
+        }
+    if isinstance(params, Mapping):
+        return {k: unstack_block_groups(v) for k, v in params.items()}
+    return params
+
+
+def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """{official name: shape} of a model's params, from jax.eval_shape (no compute)."""
+    model = model.clone(scan_blocks=False)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
+    flat = traverse_util.flatten_dict(shapes)
+    fake = traverse_util.unflatten_dict({k: np.zeros(v.shape, np.float32) for k, v in flat.items()})
+    return {k: v.shape for k, v in torch_names_from_params(fake).items()}
+
+
+def check_state_dict(state_dict: Mapping[str, np.ndarray], expected: Mapping[str, tuple]) -> None:
+    """Raises ValueError naming every missing, unexpected and mis-shaped key (exact match required)."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(
+        f"{k}: file {tuple(np.shape(state_dict[k]))} vs model {tuple(expected[k])}"
+        for k in set(expected) & set(state_dict)
+        if tuple(np.shape(state_dict[k])) != tuple(expected[k])
+    )
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("shape", mismatched)):
+        if items:
+            problems.append(f"{len(items)} {title} key(s):\n  " + "\n  ".join(items))
+    if problems:
+        raise ValueError("state dict does not match the model:\n" + "\n".join(problems))
+
+
+def infer_aggpose_config(state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """AggPose constructor fields read off an official-layout state dict (heads are not stored)."""
+    dims = tuple(int(state_dict[f"patch_embed{i}.proj.weight"].shape[0]) for i in range(1, 5))
+    depths = tuple(
+        tuple(
+            len({m.group(1) for k in state_dict if (m := re.match(rf"{g}\.(\d+)\.", k))})
+            for g in branch
+        )
+        for branch in GROUP_NAMES
+    )
+    srs = tuple(
+        int(state_dict[f"block{b}.0.attn.sr.weight"].shape[-1])
+        if f"block{b}.0.attn.sr.weight" in state_dict
+        else 1
+        for b in range(1, 5)
+    )
+    return dict(
+        embed_dims=dims,
+        num_heads=(1, 1, 1, 1),
+        sr_ratios=srs,
+        depths=depths,
+        num_keypoints=int(state_dict["final_layer.fc2.weight"].shape[0]),
+        mlp_ratio=int(state_dict["block1.0.mlp.fc1.weight"].shape[0]) // dims[0],
+        qkv_bias="block1.0.attn.q.bias" in state_dict,
+    )
+
+
+def _convert(
+    state_dict: StateDict,
+    model: nn.Module,
+    num_keypoints: int | None,
+    reinit_head: bool,
+    scan_blocks: bool,
+    rng: jax.Array | None,
+) -> Params:
+    file_k = int(state_dict["final_layer.fc2.weight"].shape[0])
+    want_k = file_k if num_keypoints is None else num_keypoints
+    if want_k != file_k and not reinit_head:
+        raise ValueError(
+            f"the file has a {file_k}-keypoint head but {want_k} were asked for; "
+            "pass reinit_head=True (--reinit-head) to re-initialise final_layer.fc2"
+        )
+    check_state_dict(state_dict, expected_shapes(model.clone(num_keypoints=file_k)))
+    params = params_from_torch_names(state_dict)
+    if reinit_head:
+        fc2 = params["final_layer"]["fc2"]
+        rng = jax.random.key(0) if rng is None else rng
+        hidden = fc2["kernel"].shape[0]
+        fc2["kernel"] = np.asarray(dense_kernel_init(rng, (hidden, want_k), jnp.float32))
+        fc2["bias"] = np.zeros((want_k,), np.float32)
+    return stack_block_groups(params) if scan_blocks else params
+
+
+def aggpose_params_from_state_dict(
+    state_dict: Mapping[str, Any],
+    *,
+    num_keypoints: int | None = None,
+    reinit_head: bool = False,
+    scan_blocks: bool = False,
+    rng: jax.Array | None = None,
+    model: AggPose | None = None,
+) -> Params:
+    """Official AggPose state dict (bare or `module.` names) -> params for `{"params": params}`.
+
+    The architecture is read off the state dict (or given as `model`) and the keys must match it exactly.
+    `num_keypoints` different from the file's needs `reinit_head=True`, which re-initialises
+    final_layer.fc2 (the only head tensor whose shape depends on K) from `rng`.
+    """
+    sd = strip_prefix(state_dict)
+    model = AggPose(**infer_aggpose_config(sd)) if model is None else model
+    return _convert(sd, model, num_keypoints, reinit_head, scan_blocks, rng)
+
+
+def aggpose_state_dict_from_params(params: Params) -> StateDict:
+    """AggPose params (unrolled or scanned) -> official state dict {name: np.ndarray}."""
+    return torch_names_from_params(params)
+
+
+def segformer_params_from_state_dict(
+    state_dict: Mapping[str, Any],
+    *,
+    num_keypoints: int | None = None,
+    reinit_head: bool = False,
+    scan_blocks: bool = False,
+    rng: jax.Array | None = None,
+    model: SegFormerPose | None = None,
+) -> Params:
+    """Official SegFormer pose state dict -> params; the dead `recover` conv is dropped."""
+    sd = {k: v for k, v in strip_prefix(state_dict).items() if not k.startswith(_SEGFORMER_DEAD)}
+    if model is None:
+        dims = tuple(int(sd[f"patch_embed{i}.proj.weight"].shape[0]) for i in range(1, 5))
+        depths = tuple(
+            len({m.group(1) for k in sd if (m := re.match(rf"block{b}\.(\d+)\.", k))})
+            for b in range(1, 5)
+        )
+        model = SegFormerPose(embed_dims=dims, depths=depths, num_heads=(1, 1, 1, 1))
+    return _convert(sd, model, num_keypoints, reinit_head, scan_blocks, rng)
+
+
+def segformer_state_dict_from_params(params: Params) -> StateDict:
+    """SegFormer pose params -> state dict (without the dead `recover` conv)."""
+    return torch_names_from_params(params)
+
+
+def save_params(path: str | pathlib.Path, params: Params) -> None:
+    """Writes params as flax msgpack (what `load_params`, the trainer's init_from and inference read)."""
+    pathlib.Path(path).write_bytes(
+        serialization.msgpack_serialize(jax.tree.map(np.asarray, params))
+    )
+
+
+def load_params(path: str | pathlib.Path) -> Params:
+    """Reads params written by `save_params` (a nested dict of numpy arrays)."""
+    return serialization.msgpack_restore(pathlib.Path(path).read_bytes())
+
+
+# Hugging Face transformers Segformer -> official MiT names. Two layouts exist: the one of the Hub
+# checkpoints (`encoder.block.0.0.attention.self.query`) and the in-memory one of transformers >= 5
+# (`stages.0.blocks.0.attention.q_proj`). Key and value are separate Linears there (merged below).
+_HF_BLOCK = re.compile(r"^(?:encoder\.block|stages)\.(\d+)\.(?:blocks\.)?(\d+)\.(.+)$")
+_HF_PATCH = re.compile(
+    r"^(?:encoder\.patch_embeddings\.(\d+)|stages\.(\d+)\.patch_embeddings)\.(.+)$"
+)
+_HF_NORM = re.compile(r"^(?:encoder\.layer_norm\.(\d+)|stages\.(\d+)\.layer_norm)\.(.+)$")
+_HF_BLOCK_RENAMES = {
+    "layer_norm_1": "norm1",
+    "layernorm_before": "norm1",
+    "attention.self.query": "attn.q",
+    "attention.q_proj": "attn.q",
+    "attention.self.key": "attn.k",
+    "attention.k_proj": "attn.k",
+    "attention.self.value": "attn.v",
+    "attention.v_proj": "attn.v",
+    "attention.self.sr": "attn.sr",
+    "attention.sequence_reduction.sequence_reduction": "attn.sr",
+    "attention.self.layer_norm": "attn.norm",
+    "attention.sequence_reduction.layer_norm": "attn.norm",
+    "attention.output.dense": "attn.proj",
+    "attention.o_proj": "attn.proj",
+    "layer_norm_2": "norm2",
+    "layernorm_after": "norm2",
+    "mlp.dense1": "mlp.fc1",
+    "mlp.dense2": "mlp.fc2",
+}
+
+
+def mit_state_dict_from_hf(state_dict: Mapping[str, Any]) -> tuple[StateDict, list[str]]:
+    """HF Segformer names -> official MiT names (k and v Linears concatenated into kv, K first).
+
+    Returns (state dict, ignored HF keys such as decode-head or classifier weights).
+    """
+    out, ignored = {}, []
+    for name, value in state_dict.items():
+        key = name.removeprefix("segformer.")
+        value = np.asarray(value)
+        if m := _HF_BLOCK.match(key):
+            stage, idx, rest = int(m.group(1)), m.group(2), m.group(3)
+            for old, new in _HF_BLOCK_RENAMES.items():
+                if rest.startswith(old + "."):
+                    rest = new + rest[len(old) :]
+                    break
+            out[f"block{stage + 1}.{idx}.{rest}"] = value
+        elif m := _HF_PATCH.match(key):
+            stage = int(m.group(1) or m.group(2))
+            out[f"patch_embed{stage + 1}.{m.group(3).replace('layer_norm', 'norm')}"] = value
+        elif m := _HF_NORM.match(key):
+            out[f"norm{int(m.group(1) or m.group(2)) + 1}.{m.group(3)}"] = value
+        else:
+            ignored.append(name)
+    for name in [n for n in out if ".attn.k." in n]:
+        v_name = name.replace(".attn.k.", ".attn.v.")
+        out[name.replace(".attn.k.", ".attn.kv.")] = np.concatenate(
+            [out.pop(name), out.pop(v_name)]
+        )
+    return out, ignored
+
+
+_MIT_KEY = re.compile(r"^(patch_embed[1-4]|block[1-4]|norm[1-4])\.")
+
+
+def load_mit_backbone(params: Params, state_dict: Mapping[str, Any]) -> tuple[Params, dict]:
+    """ImageNet MiT weights into the backbone of AggPose / SegFormerPose / MixVisionTransformer params.
+
+    `state_dict` is the official SegFormer `mit_b*.pth` layout or a Hugging Face Segformer state dict.
+    Returns (new params, report) with report keys 'loaded', 'initialised' (model params the file does
+    not cover, e.g. AggPose's extra groups and merges) and 'ignored' (file keys outside the backbone).
+    Every backbone tensor of the file must exist in the model with the same shape.
+    """
+    sd = strip_prefix(state_dict)
+    if any(k.startswith(("segformer.", "encoder.", "stages.")) for k in sd):
+        sd, ignored = mit_state_dict_from_hf(sd)
+    else:
+        ignored = [k for k in sd if not _MIT_KEY.match(k)]
+        sd = {k: v for k, v in sd.items() if _MIT_KEY.match(k)}
+    scanned = _has_scan(params)
+    current = torch_names_from_params(params)
+    extra = sorted(set(sd) - set(current))
+    if extra:
+        raise ValueError(
+            f"{len(extra)} backbone tensor(s) have no counterpart in the model:\n  "
+            + "\n  ".join(extra)
+        )
+    check_state_dict(sd, {k: current[k].shape for k in sd})
+    current.update({k: np.asarray(v, np.float32) for k, v in sd.items()})
+    new = params_from_torch_names(current)
+    report = {
+        "loaded": sorted(sd),
+        "initialised": sorted(set(current) - set(sd)),
+        "ignored": sorted(ignored),
+    }
+    return (stack_block_groups(new) if scanned else new), report
+
+
+def _has_scan(params: Any) -> bool:
+    if isinstance(params, Mapping):
+        return set(params) == {"blocks"} or any(_has_scan(v) for v in params.values())
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: convert an official checkpoint into a flax msgpack params file."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("in_file", help=".pth, .safetensors or .npz state dict")
+    parser.add_argument("out_file", help="output .msgpack (read by convert.load_params)")
+    parser.add_argument("--model", default="aggpose_l", help="aggpose_* or segformer_b5_pose")
+    parser.add_argument("--num-keypoints", type=int, default=None)
+    parser.add_argument("--reinit-head", action="store_true")
+    parser.add_argument("--scan-blocks", action="store_true", help="stack groups for scan_blocks")
+    args = parser.parse_args(argv)
+    from aggpose_jax.models import variants  # Here only: variants imports this module's peers.
+
+    sd = load_state_dict(args.in_file)
+    file_k = int(strip_prefix(sd)["final_layer.fc2.weight"].shape[0])
+    k = file_k if args.num_keypoints is None else args.num_keypoints
+    model = variants.make_model(args.model, file_k)
+    convert_fn = (
+        segformer_params_from_state_dict
+        if args.model.startswith("segformer")
+        else aggpose_params_from_state_dict
+    )
+    params = convert_fn(
+        sd,
+        num_keypoints=k,
+        reinit_head=args.reinit_head,
+        scan_blocks=args.scan_blocks,
+        model=model,
+    )
+    save_params(args.out_file, params)
+    n = sum(np.size(x) for x in jax.tree.leaves(params))
+    print(f"read     {args.in_file}: {len(sd)} tensors, {file_k}-keypoint head")
+    print(f"model    {args.model}: {n:,} params, {k} keypoints")
+    if args.reinit_head:
+        print("head     final_layer.fc2 re-initialised (trunc normal std 0.02, bias 0)")
+    print(f"wrote    {args.out_file} ({'scanned' if args.scan_blocks else 'unrolled'} groups)")
+
+
+if __name__ == "__main__":
+    main()
