@@ -30,6 +30,7 @@ class GroundTruth:
       image_ids: (I,) sorted unique image ids of the `images` list.
       category_ids: (C,) sorted unique category ids of the `categories` list.
       key: (G,) int64 group key, ascending; within a group the pycocotools order.
+      ann_id: (G,) the annotation ids.
       ann_id_is_zero: (G,) bool, the annotation's id is 0 (see the id-0 quirk).
       keypoints: (G, K, 3) float64 x, y, visibility.
       bbox: (G, 4) float64 x, y, w, h.
@@ -41,6 +42,7 @@ class GroundTruth:
     image_ids: list
     category_ids: list
     key: np.ndarray
+    ann_id: np.ndarray
     ann_id_is_zero: np.ndarray
     keypoints: np.ndarray
     bbox: np.ndarray
@@ -123,13 +125,19 @@ def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool
     img_index, cat_index = _index_of(image_ids), _index_of(category_ids)
     anns = list(gt.get("annotations", []))
     for i, ann in enumerate(anns):
-        missing = [f for f in ("id", "image_id", "category_id", "keypoints", "bbox", "area") if f not in ann]
+        missing = [
+            f
+            for f in ("id", "image_id", "category_id", "keypoints", "bbox", "area")
+            if f not in ann
+        ]
         if missing:
             raise ValueError(f"ground-truth annotation {i} lacks {missing}")
 
     # pycocotools' getAnnIds walks the sorted image ids, each image's annotations in file order.
     picked = [
-        i for i, a in enumerate(anns) if a["image_id"] in img_index and a["category_id"] in cat_index
+        i
+        for i, a in enumerate(anns)
+        if a["image_id"] in img_index and a["category_id"] in cat_index
     ]
     picked.sort(key=lambda i: img_index[anns[i]["image_id"]])
     if strict:
@@ -137,19 +145,24 @@ def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool
         last = {a["id"]: i for i, a in enumerate(anns)}
         picked = [last[anns[i]["id"]] for i in picked]
         picked = [
-            i for i in picked if anns[i]["image_id"] in img_index and anns[i]["category_id"] in cat_index
+            i
+            for i in picked
+            if anns[i]["image_id"] in img_index and anns[i]["category_id"] in cat_index
         ]
     sel = [anns[i] for i in picked]
     n_cat = len(category_ids)
     key = np.array(
-        [img_index[a["image_id"]] * n_cat + cat_index[a["category_id"]] for a in sel], dtype=np.int64
+        [img_index[a["image_id"]] * n_cat + cat_index[a["category_id"]] for a in sel],
+        dtype=np.int64,
     )
     kpts = _keypoint_array([a["keypoints"] for a in sel], num_keypoints, "ground-truth annotation")
     visible = np.count_nonzero(kpts[:, :, 2] > 0, axis=1)
     iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in sel], dtype=bool)
     if strict:
         # The `ignore` field is overwritten by pycocotools and the stored num_keypoints decides.
-        num_kp = np.array([a.get("num_keypoints", v) for a, v in zip(sel, visible)], dtype=np.int64)
+        num_kp = np.array(
+            [a.get("num_keypoints", v) for a, v in zip(sel, visible, strict=True)], dtype=np.int64
+        )
         ignore = iscrowd | (num_kp == 0)
     else:
         own = np.array([bool(a.get("ignore", 0)) for a in sel], dtype=bool)
@@ -159,6 +172,7 @@ def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool
         image_ids=image_ids,
         category_ids=category_ids,
         key=key[order],
+        ann_id=np.array([a["id"] for a in sel])[order],
         ann_id_is_zero=np.array([a["id"] == 0 for a in sel], dtype=bool)[order],
         keypoints=kpts[order],
         bbox=np.array([a["bbox"] for a in sel], dtype=np.float64).reshape(-1, 4)[order],
@@ -214,7 +228,9 @@ def load_results(
         extent = xy.max(axis=1) - xy.min(axis=1)
         area = extent[:, 0] * extent[:, 1]
     cat_pos = np.array([cat_index.get(r["category_id"], -1) for r in results], dtype=np.int64)
-    key = np.array([img_index[v] for v in image_of], dtype=np.int64) * len(gt.category_ids) + cat_pos
+    key = (
+        np.array([img_index[v] for v in image_of], dtype=np.int64) * len(gt.category_ids) + cat_pos
+    )
     score = np.array([r["score"] for r in results], dtype=np.float64).reshape(n)
     # Results of categories absent from the ground truth are dropped without a word, as there.
     keep = np.flatnonzero(cat_pos >= 0)

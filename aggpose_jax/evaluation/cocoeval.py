@@ -61,7 +61,7 @@ class KeypointEval:
 
     def as_dict(self) -> dict[str, float]:
         """The ten figures by name, as Python floats."""
-        return {name: float(v) for name, v in zip(STAT_NAMES, self.stats)}
+        return {name: float(v) for name, v in zip(STAT_NAMES, self.stats, strict=True)}
 
 
 def resolve_sigmas(sigmas, num_keypoints: int | None) -> np.ndarray:
@@ -100,9 +100,7 @@ def _prepare(gt, results, sigmas, strict: bool):
     gtt = coco_tables.load_ground_truth(gt, sig.size, strict=strict)
     dtt = coco_tables.load_results(results, gtt, sig.size, MAX_DETS, strict=strict)
     pair_dt, pair_gt = oks.pair_indices(dtt.key, gtt.key)
-    values = oks.pairwise_oks(
-        dtt.xy, gtt.keypoints, gtt.bbox, gtt.area, sig, pair_dt, pair_gt
-    )
+    values = oks.pairwise_oks(dtt.xy, gtt.keypoints, gtt.bbox, gtt.area, sig, pair_dt, pair_gt)
     return gtt, dtt, pair_dt, pair_gt, values
 
 
@@ -165,7 +163,10 @@ def score(gt, results, sigmas=None, *, strict_pycocotools: bool = True) -> Keypo
         n_cat,
     )
     stats = np.array(
-        [_summarize(precision, recall, ap, thr, area, strict_pycocotools) for _, ap, thr, area in STATS]
+        [
+            _summarize(precision, recall, ap, thr, area, strict_pycocotools)
+            for _, ap, thr, area in STATS
+        ]
     )
     return KeypointEval(stats, precision, recall, list(gtt.category_ids))
 
@@ -197,7 +198,7 @@ def format_summary(stats: Sequence[float]) -> str:
     Shapes: stats (10,) in STAT_NAMES order -> 10 lines.
     """
     lines = []
-    for value, (_, ap, thr, area) in zip(stats, STATS):
+    for value, (_, ap, thr, area) in zip(stats, STATS, strict=True):
         title, kind = ("Average Precision", "(AP)") if ap else ("Average Recall", "(AR)")
         iou = "0.50:0.95" if thr is None else f"{thr:0.2f}"
         lines.append(

@@ -122,9 +122,9 @@ def accumulate(
     visible_match = is_match & gt_counts_as_match[m]
     outside = (dt_area < area_ranges[:, :1]) | (dt_area > area_ranges[:, 1:])  # (A, D)
     # Results on ignored gts, and unmatched results outside the range, count neither way.
-    ignored = (is_match & np.take_along_axis(gt_ignore, m.reshape(num_a, -1), 1).reshape(m.shape)) | (
-        ~visible_match & outside[:, None, :]
-    )
+    ignored = (
+        is_match & np.take_along_axis(gt_ignore, m.reshape(num_a, -1), 1).reshape(m.shape)
+    ) | (~visible_match & outside[:, None, :])
     tps = visible_match & ~ignored
     fps = ~visible_match & ~ignored
     regular_gts = np.stack(
