@@ -31,7 +31,7 @@ def make_results(
     """
     coords = np.asarray(coords, dtype=np.float64)
     triples = np.concatenate([coords, np.asarray(maxvals, np.float64)[..., None]], axis=-1)
-    flat = triples.reshape(len(coords), -1)
+    flat = triples.reshape(len(coords), triples.shape[1] * 3)
     out = []
     for n in range(len(coords)):
         entry = {
