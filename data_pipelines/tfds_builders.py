@@ -202,9 +202,15 @@ class TfdsPersonSource:
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self._aspect = input_hw[1] / input_hw[0]
         self._padding = padding
+        self._num_keypoints = int(builder.info.features["keypoints"].shape[1])
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
+
+    @property
+    def num_keypoints(self) -> int:
+        """K."""
+        return self._num_keypoints
 
     def __getitem__(self, index: int) -> dict:
         i = int(index)

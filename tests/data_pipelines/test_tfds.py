@@ -65,7 +65,7 @@ def test_synthetic_infant_round_trip_and_other_aspect(tmp_path):
             made.annotations, made.image_dir, input_hw=input_hw, **kwargs
         )
         _assert_same_records(source, want)
-    assert source[0]["keypoints"].shape == (21, 2)
+    assert source[0]["keypoints"].shape == (21, 2) and source.num_keypoints == 21
 
 
 def test_source_pickles_and_decodes(sample_dir, tmp_path):
