@@ -93,7 +93,12 @@ def test_deterministic_for_a_seed(tmp_path):
     )
     a, b, c = make("a", 7), make("b", 7), make("c", 8)
     assert _digest(a) == _digest(b)
-    assert _digest(a) != _digest(c)
+    first = "000000000001.jpg"
+    assert (a.image_dir / first).read_bytes() != (c.image_dir / first).read_bytes()
+    assert (
+        json.loads(a.annotations.read_text())["annotations"]
+        != json.loads(c.annotations.read_text())["annotations"]
+    )
 
 
 def test_command_line(tmp_path):
