@@ -50,6 +50,21 @@ def _to_float(heatmaps, xp):
     return hm.astype(xp.result_type(hm.dtype, xp.float32))
 
 
+def _channels_first(heatmaps, xp):
+    """(B, H, W, K) -> float (B, K, H, W): the decoders work per map, on the last two axes."""
+    return xp.moveaxis(_to_float(heatmaps, xp), -1, 1)
+
+
+def _maxima(maps, xp):
+    """maps (B, K, H, W) -> integer peaks (B, K, 2) as (x, y), with (0, 0) where max <= 0; maxvals."""
+    b, k, h, w = maps.shape
+    flat = xp.reshape(maps, (b, k, h * w))
+    idx = xp.argmax(flat, axis=-1)
+    maxvals = xp.max(flat, axis=-1)
+    coords = xp.stack([idx % w, idx // w], axis=-1).astype(maps.dtype)
+    return xp.where((maxvals > 0)[..., None], coords, xp.zeros_like(coords)), maxvals
+
+
 def heatmap_maxima(heatmaps, xp=np):
     """Integer argmax per heatmap and its value, as the official release reads the peak.
 
@@ -57,22 +72,34 @@ def heatmap_maxima(heatmaps, xp=np):
     x = idx mod W, y = idx div W of the first maximum in row-major order; a heatmap whose maximum is
     <= 0 gets the coordinate (0, 0).
     """
-    hm = _to_float(heatmaps, xp)
-    b, h, w, k = hm.shape
-    flat = xp.reshape(xp.moveaxis(hm, -1, 1), (b, k, h * w))
-    idx = xp.argmax(flat, axis=-1)
-    maxvals = xp.max(flat, axis=-1)
-    coords = xp.stack([idx % w, idx // w], axis=-1).astype(hm.dtype)
-    coords = xp.where((maxvals > 0)[..., None], coords, xp.zeros_like(coords))
-    return coords, maxvals
+    return _maxima(_channels_first(heatmaps, xp), xp)
 
 
-def _gaussian_taps(kernel_size: int) -> np.ndarray:
-    """1-D Gaussian taps with OpenCV's default sigma for the size: 0.3 ((k - 1) / 2 - 1) + 0.8."""
+def _gaussian_band(n: int, kernel_size: int) -> np.ndarray:
+    """(n, n) matrix of a zero-padded 1-D Gaussian blur: band[i, j] = g[j - i + r] for |j - i| <= r.
+
+    g has OpenCV's default sigma for the size, 0.3 ((k - 1) / 2 - 1) + 0.8 (2.0 for k = 11).
+    """
     sigma = 0.3 * ((kernel_size - 1) * 0.5 - 1.0) + 0.8
-    x = np.arange(kernel_size, dtype=np.float64) - (kernel_size - 1) / 2.0
-    g = np.exp(-(x**2) / (2.0 * sigma**2))
-    return g / g.sum()
+    r = (kernel_size - 1) // 2
+    gauss = lambda d: np.exp(-(d.astype(np.float64) ** 2) / (2.0 * sigma**2))  # noqa: E731
+    offset = np.arange(n)[None, :] - np.arange(n)[:, None]
+    band = np.where(np.abs(offset) <= r, gauss(offset), 0.0)
+    return band / gauss(np.arange(-r, r + 1)).sum()
+
+
+def _blur(maps, kernel_size: int, xp):
+    """maps (B, K, H, W) -> blurred and rescaled (B, K, H, W); see `blur_heatmaps`."""
+    _, _, h, w = maps.shape
+    gy = xp.asarray(_gaussian_band(h, kernel_size), dtype=maps.dtype)
+    gx = xp.asarray(_gaussian_band(w, kernel_size), dtype=maps.dtype)
+    # Two banded matmuls (the separable blur with its zero padding built in) are BLAS/MXU work;
+    # full precision on accelerators, whose default float32 matmul may round to bfloat16/TF32.
+    mm = xp.matmul if xp is np else (lambda a, b: xp.matmul(a, b, precision="highest"))
+    blurred = mm(mm(gy, maps), gx.T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = xp.max(maps, axis=(2, 3)) / xp.max(blurred, axis=(2, 3))  # (B, K)
+    return blurred * ratio[..., None, None]
 
 
 def blur_heatmaps(heatmaps, kernel_size: int = 11, xp=np):
@@ -83,45 +110,28 @@ def blur_heatmaps(heatmaps, kernel_size: int = 11, xp=np):
     radius, so OpenCV's own border rule never reaches the kept pixels. An all-zero map gives NaN (0/0),
     as in the official release; its coordinate is (0, 0) and is never refined.
     """
-    hm = _to_float(heatmaps, xp)
-    _, h, w, _ = hm.shape
-    taps = _gaussian_taps(kernel_size)
-    r = kernel_size // 2
-    # Separable: along W, then along H. Zero rows padded along H stay zero after the W pass.
-    p = xp.pad(hm, ((0, 0), (0, 0), (r, r), (0, 0)))
-    bx = sum(float(t) * p[:, :, i : i + w, :] for i, t in enumerate(taps))
-    p = xp.pad(bx, ((0, 0), (r, r), (0, 0), (0, 0)))
-    blurred = sum(float(t) * p[:, i : i + h, :, :] for i, t in enumerate(taps))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = xp.max(hm, axis=(1, 2)) / xp.max(blurred, axis=(1, 2))  # (B, K)
-    return blurred * ratio[:, None, None, :]
+    return xp.moveaxis(_blur(_channels_first(heatmaps, xp), kernel_size, xp), 1, -1)
 
 
-def _gather(maps, px, py, xp):
-    """maps (B, H, W, K) sampled at integer (px, py) (B, K), indices clipped into the map."""
-    b, h, w, k = maps.shape
-    flat = xp.reshape(xp.moveaxis(maps, -1, 1), (b, k, h * w))
-    idx = xp.clip(py, 0, h - 1) * w + xp.clip(px, 0, w - 1)
-    return xp.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+def _sampler(maps, px, py, xp):
+    """A function (ox, oy) -> maps (B, K, H, W) at (px + ox, py + oy) (B, K), clipped into the map."""
+    b, k, h, w = maps.shape
+    flat = xp.reshape(maps, (b, k, h * w))
+
+    def at(ox: int, oy: int):
+        idx = xp.clip(py + oy, 0, h - 1) * w + xp.clip(px + ox, 0, w - 1)
+        return xp.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+
+    return at
 
 
-def refine_dark(heatmaps, coords, kernel_size: int = 11, xp=np):
-    """DARK sub-pixel refinement: one Newton step on the log of the blurred heatmap.
-
-    Shapes: heatmaps (B, H, W, K), coords (B, K, 2) integer peaks -> (B, K, 2).
-    "Distribution-Aware Coordinate Representation for Human Pose Estimation" (Zhang et al., CVPR 2020),
-    as the official release applies it: blur (`blur_heatmaps`), clamp to >= 1e-10, natural log, then
-    at the peak (px, py), only when 1 < px < W - 2 and 1 < py < H - 2, the central differences
-    dx = (L[y, x+1] - L[y, x-1]) / 2, dxx = (L[y, x+2] - 2 L[y, x] + L[y, x-2]) / 4,
-    dxy = (L[y+1, x+1] - L[y-1, x+1] - L[y+1, x-1] + L[y-1, x-1]) / 4 (and dy, dyy likewise) give
-    coord -= Hess^-1 grad when det(Hess) != 0. The offset is not clipped.
-    """
-    hm = _to_float(heatmaps, xp)
-    _, h, w, _ = hm.shape
-    log_hm = xp.log(xp.maximum(blur_heatmaps(hm, kernel_size, xp), 1e-10))
+def _refine_dark(maps, coords, kernel_size: int, xp):
+    _, _, h, w = maps.shape
     px = coords[..., 0].astype(xp.int32)
     py = coords[..., 1].astype(xp.int32)
-    at = lambda ox, oy: _gather(log_hm, px + ox, py + oy, xp)  # noqa: E731
+    blurred_at = _sampler(_blur(maps, kernel_size, xp), px, py, xp)
+    # The clamp and log are elementwise, so they are applied to the 13 samples only.
+    at = lambda ox, oy: xp.log(xp.maximum(blurred_at(ox, oy), 1e-10))  # noqa: E731
     c = at(0, 0)
     dx = 0.5 * (at(1, 0) - at(-1, 0))
     dy = 0.5 * (at(0, 1) - at(0, -1))
@@ -139,21 +149,40 @@ def refine_dark(heatmaps, coords, kernel_size: int = 11, xp=np):
     return coords + xp.where(ok[..., None], offset, xp.zeros_like(offset))
 
 
+def refine_dark(heatmaps, coords, kernel_size: int = 11, xp=np):
+    """DARK sub-pixel refinement: one Newton step on the log of the blurred heatmap.
+
+    Shapes: heatmaps (B, H, W, K), coords (B, K, 2) integer peaks -> (B, K, 2).
+    "Distribution-Aware Coordinate Representation for Human Pose Estimation" (Zhang et al., CVPR 2020),
+    as the official release applies it: blur (`blur_heatmaps`), clamp to >= 1e-10, natural log, then
+    at the peak (px, py), only when 1 < px < W - 2 and 1 < py < H - 2, the central differences
+    dx = (L[y, x+1] - L[y, x-1]) / 2, dxx = (L[y, x+2] - 2 L[y, x] + L[y, x-2]) / 4,
+    dxy = (L[y+1, x+1] - L[y-1, x+1] - L[y+1, x-1] + L[y-1, x-1]) / 4 (and dy, dyy likewise) give
+    coord -= Hess^-1 grad when det(Hess) != 0. The offset is not clipped.
+    """
+    maps = _channels_first(heatmaps, xp)
+    return _refine_dark(maps, xp.asarray(coords, dtype=maps.dtype), kernel_size, xp)
+
+
+def _refine_quarter(maps, coords, xp):
+    _, _, h, w = maps.shape
+    px = coords[..., 0].astype(xp.int32)
+    py = coords[..., 1].astype(xp.int32)
+    at = _sampler(maps, px, py, xp)
+    gx, gy = at(1, 0) - at(-1, 0), at(0, 1) - at(0, -1)
+    inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+    offset = 0.25 * xp.stack([xp.sign(gx), xp.sign(gy)], axis=-1)
+    return coords + xp.where(inside[..., None], offset, xp.zeros_like(offset))
+
+
 def refine_quarter(heatmaps, coords, xp=np):
     """The classic quarter-pixel shift towards the higher neighbour (Simple Baselines, HRNet).
 
     Shapes: heatmaps (B, H, W, K), coords (B, K, 2) integer peaks -> (B, K, 2). Applied only when
     1 < px < W - 1 and 1 < py < H - 1, as those releases do: coord += 0.25 sign(grad) on the raw map.
     """
-    hm = _to_float(heatmaps, xp)
-    _, h, w, _ = hm.shape
-    px = coords[..., 0].astype(xp.int32)
-    py = coords[..., 1].astype(xp.int32)
-    gx = _gather(hm, px + 1, py, xp) - _gather(hm, px - 1, py, xp)
-    gy = _gather(hm, px, py + 1, xp) - _gather(hm, px, py - 1, xp)
-    inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
-    offset = 0.25 * xp.stack([xp.sign(gx), xp.sign(gy)], axis=-1)
-    return coords + xp.where(inside[..., None], offset, xp.zeros_like(offset))
+    maps = _channels_first(heatmaps, xp)
+    return _refine_quarter(maps, xp.asarray(coords, dtype=maps.dtype), xp)
 
 
 def decode_heatmaps(heatmaps, method: str = "dark", *, blur_kernel: int = 11, xp=np):
@@ -166,12 +195,12 @@ def decode_heatmaps(heatmaps, method: str = "dark", *, blur_kernel: int = 11, xp
     """
     if method not in DECODE_METHODS:
         raise ValueError(f"unknown decode method {method!r}; expected one of {DECODE_METHODS}")
-    hm = _to_float(heatmaps, xp)
-    if hm.ndim != 4:
-        raise ValueError(f"heatmaps must be (B, H, W, K), got shape {tuple(hm.shape)}")
-    coords, maxvals = heatmap_maxima(hm, xp)
+    if len(heatmaps.shape) != 4:
+        raise ValueError(f"heatmaps must be (B, H, W, K), got shape {tuple(heatmaps.shape)}")
+    maps = _channels_first(heatmaps, xp)
+    coords, maxvals = _maxima(maps, xp)
     if method == "dark":
-        coords = refine_dark(hm, coords, blur_kernel, xp)
+        coords = _refine_dark(maps, coords, blur_kernel, xp)
     elif method == "quarter":
-        coords = refine_quarter(hm, coords, xp)
+        coords = _refine_quarter(maps, coords, xp)
     return coords, maxvals
