@@ -29,6 +29,10 @@ from aggpose_jax.keypoints import metainfo
 from data_pipelines import transforms
 from data_pipelines.sources import PersonRecords
 
+# Any random-access source of person records (len, getitem, num_keypoints): PersonRecords, or the
+# TFDS person source, whose records carry the encoded image as image_bytes.
+RecordSource = PersonRecords
+
 log = logging.getLogger(__name__)
 
 
@@ -88,7 +92,7 @@ class _TrainElement:
         try:
             example = transforms.train_example(record, rng, **self.kwargs)
         except (transforms.ImageReadError, cv2.error) as e:
-            return Skipped(record_index, record["image_path"], str(e))
+            return Skipped(record_index, transforms.record_name(record), str(e))
         example["record_index"] = np.int64(record_index)
         return example
 
@@ -108,7 +112,7 @@ class _EvalElement:
         try:
             example = transforms.eval_example(record, **self.kwargs)
         except (transforms.ImageReadError, cv2.error) as e:
-            return Skipped(record_index, record["image_path"], str(e))
+            return Skipped(record_index, transforms.record_name(record), str(e))
         return dict(example, record_index=np.int64(record_index), valid=np.bool_(True))
 
 
@@ -148,7 +152,7 @@ def _finish(ds, num_workers, worker_buffer_size, read_threads, batch_size):
 
 
 def make_train_loader(
-    records: PersonRecords,
+    records: RecordSource,
     *,
     fmt: metainfo.KeypointFormat,
     input_hw: tuple[int, int],
@@ -231,7 +235,7 @@ def _blank_eval_example(input_hw, heatmap_hw, num_keypoints, with_targets) -> di
 
 
 def make_eval_batches(
-    records: PersonRecords,
+    records: RecordSource,
     *,
     batch_size: int,
     input_hw: tuple[int, int],

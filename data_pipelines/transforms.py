@@ -76,22 +76,31 @@ def draw_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentDr
     )  # fmt: skip
 
 
+def record_name(record: dict) -> str:
+    """The image a record points at, for messages: its path, else its file name."""
+    return str(record.get("image_path") or record.get("file_name") or "<unnamed image>")
+
+
 def load_image(results: dict, to_rgb: bool = False) -> dict:
     """Decodes the image with OpenCV (BGR; RGB with `to_rgb`).
 
-    Reads: image_path. Adds: image (H, W, 3) uint8, image_wh (W, H), image_is_bgr.
+    Reads: image_bytes (the encoded file, when the source holds it) or image_path.
+    Adds: image (H, W, 3) uint8, image_wh (W, H), image_is_bgr.
     Raises ImageReadError naming the file when it is missing or cannot be decoded.
     """
-    path = results["image_path"]
-    try:
-        buf = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
+    name = record_name(results)
+    if results.get("image_bytes") is not None:
+        buf = np.frombuffer(results["image_bytes"], dtype=np.uint8)
+    else:
+        try:
+            buf = np.fromfile(results["image_path"], dtype=np.uint8)
+        except OSError as e:
+            raise ImageReadError(f"cannot read image {name}: {e.strerror or e}") from None
     image = (
         cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
     )
     if image is None:
-        raise ImageReadError(f"cannot decode image {path} ({buf.size} bytes)")
+        raise ImageReadError(f"cannot decode image {name} ({buf.size} bytes)")
     if to_rgb:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     results.update(image=image, image_wh=(image.shape[1], image.shape[0]), image_is_bgr=not to_rgb)
