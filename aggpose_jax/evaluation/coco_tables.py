@@ -11,6 +11,7 @@ reproduced here when `strict` is true.
 """
 
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -96,9 +97,9 @@ def infer_num_keypoints(gt: Mapping[str, Any], results: Sequence[Mapping[str, An
     return None
 
 
-def _keypoint_array(rows: list, num_keypoints: int, what: str) -> np.ndarray:
-    """(N, K, 3) float64 from N flat [x, y, v] * K lists, naming the first malformed row."""
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+def _check_lengths(rows: list, num_keypoints: int, what: str) -> None:
+    """Every row holds 3K numbers, else an error naming the first that does not."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     bad = np.flatnonzero(lengths != 3 * num_keypoints)
     if bad.size:
         i = int(bad[0])
@@ -106,11 +107,28 @@ def _keypoint_array(rows: list, num_keypoints: int, what: str) -> np.ndarray:
             f"{what} {i} has {lengths[i]} keypoint values, expected {3 * num_keypoints} "
             f"({num_keypoints} keypoints x [x, y, v])"
         )
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), num_keypoints, 3)
+
+
+def _to_array(rows: list, num_keypoints: int) -> np.ndarray:
+    """(N, K, 3) float64 from N checked flat [x, y, v] * K lists."""
+    flat = np.fromiter(
+        itertools.chain.from_iterable(rows), np.float64, len(rows) * 3 * num_keypoints
+    )
+    return flat.reshape(len(rows), num_keypoints, 3)
 
 
 def _index_of(ids: list) -> dict:
     return {v: i for i, v in enumerate(ids)}
+
+
+def _positions(values: list, sorted_ids: list) -> np.ndarray:
+    """(N,) int64 index of each value in sorted_ids, -1 where absent; vectorised for integer ids."""
+    v, ids = np.asarray(values), np.asarray(sorted_ids)
+    if v.ndim == 1 and ids.size and v.dtype.kind in "iu" and ids.dtype.kind in "iu":
+        pos = np.minimum(np.searchsorted(ids, v), ids.size - 1)
+        return np.where(ids[pos] == v, pos, -1).astype(np.int64)
+    index = _index_of(sorted_ids)
+    return np.array([index.get(x, -1) for x in values], dtype=np.int64).reshape(len(values))
 
 
 def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool) -> GroundTruth:
@@ -132,6 +150,7 @@ def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool
         ]
         if missing:
             raise ValueError(f"ground-truth annotation {i} lacks {missing}")
+    _check_lengths([a["keypoints"] for a in anns], num_keypoints, "ground-truth annotation")
 
     # pycocotools' getAnnIds walks the sorted image ids, each image's annotations in file order.
     picked = [
@@ -155,7 +174,7 @@ def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool
         [img_index[a["image_id"]] * n_cat + cat_index[a["category_id"]] for a in sel],
         dtype=np.int64,
     )
-    kpts = _keypoint_array([a["keypoints"] for a in sel], num_keypoints, "ground-truth annotation")
+    kpts = _to_array([a["keypoints"] for a in sel], num_keypoints)
     visible = np.count_nonzero(kpts[:, :, 2] > 0, axis=1)
     iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in sel], dtype=bool)
     if strict:
@@ -196,42 +215,31 @@ def load_results(
     """
     if not isinstance(results, Sequence) or isinstance(results, str | bytes):
         raise ValueError("results must be a list of dicts (or a path to a JSON list)")
-    n = len(results)
-    for i, r in enumerate(results):
-        missing = [f for f in ("image_id", "category_id", "keypoints", "score") if f not in r]
-        if missing:
-            raise ValueError(f"result {i} lacks {missing}")
-    img_index, cat_index = _index_of(gt.image_ids), _index_of(gt.category_ids)
-    image_of = [r["image_id"] for r in results]
-    unknown = [i for i, v in enumerate(image_of) if v not in img_index]
-    if unknown:
+    try:
+        # One pass per field: list comprehensions allocate no containers, so no GC pauses.
+        image_of = [r["image_id"] for r in results]
+        cat_of = [r["category_id"] for r in results]
+        score = np.array([r["score"] for r in results], dtype=np.float64).reshape(len(results))
+        rows = [r["keypoints"] for r in results]
+    except (KeyError, TypeError):
+        for i, r in enumerate(results):
+            fields = ("image_id", "category_id", "keypoints", "score")
+            missing = [f for f in fields if not isinstance(r, Mapping) or f not in r]
+            if missing:
+                raise ValueError(f"result {i} lacks {missing}") from None
+        raise
+    img_pos = _positions(image_of, gt.image_ids)
+    unknown = np.flatnonzero(img_pos < 0)
+    if unknown.size:
         # pycocotools asserts "Results do not correspond to current coco set".
-        i = unknown[0]
+        i = int(unknown[0])
         raise ValueError(
             f"result {i} references image_id {image_of[i]!r}, which is not in the ground truth "
-            f"images ({len(unknown)} results in all reference unknown images)"
+            f"images ({unknown.size} results in all reference unknown images)"
         )
-    kpts = _keypoint_array([r["keypoints"] for r in results], num_keypoints, "result")
-    xy = kpts[:, :, :2]
-    if strict and n and results[0].get("bbox", []) != []:
-        # loadRes picks its branch from the first result only: with a bbox there, every result's
-        # area is its box area.
-        no_box = [i for i, r in enumerate(results) if "bbox" not in r]
-        if no_box:
-            raise ValueError(
-                f"result 0 has a 'bbox' so all results need one (as in pycocotools); "
-                f"result {no_box[0]} has none"
-            )
-        boxes = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(n, -1)
-        area = boxes[:, 2] * boxes[:, 3]
-    else:
-        extent = xy.max(axis=1) - xy.min(axis=1)
-        area = extent[:, 0] * extent[:, 1]
-    cat_pos = np.array([cat_index.get(r["category_id"], -1) for r in results], dtype=np.int64)
-    key = (
-        np.array([img_index[v] for v in image_of], dtype=np.int64) * len(gt.category_ids) + cat_pos
-    )
-    score = np.array([r["score"] for r in results], dtype=np.float64).reshape(n)
+    _check_lengths(rows, num_keypoints, "result")
+    cat_pos = _positions(cat_of, gt.category_ids)
+    key = img_pos * len(gt.category_ids) + cat_pos
     # Results of categories absent from the ground truth are dropped without a word, as there.
     keep = np.flatnonzero(cat_pos >= 0)
     # Group, then score descending (stable: ties keep the input order, pycocotools' mergesort).
@@ -241,11 +249,31 @@ def load_results(
     rank = np.arange(k.size) - np.repeat(starts, np.diff(np.r_[starts, k.size]))
     top = rank < max_dets
     keep, rank = keep[top], rank[top]
+    # Only the kept results are converted: the rest never reach the scorer.
+    kpts = _to_array([rows[i] for i in keep], num_keypoints)
+    xy = np.ascontiguousarray(kpts[:, :, :2])
+    if strict and results and results[0].get("bbox", []) != []:
+        # loadRes picks its branch from the first result only: with a bbox there, every result's
+        # area is its box area.
+        no_box = [i for i, r in enumerate(results) if "bbox" not in r]
+        if no_box:
+            raise ValueError(
+                f"result 0 has a 'bbox' so all results need one (as in pycocotools); "
+                f"result {no_box[0]} has none"
+            )
+        boxes = np.array([results[i]["bbox"] for i in keep], dtype=np.float64).reshape(-1, 4)
+        area = boxes[:, 2] * boxes[:, 3]
+    else:
+        # The keypoints' extent, all K of them whatever their score (reduced along a contiguous
+        # axis: a strided reduction here costs more than the rest of loading).
+        coords = np.ascontiguousarray(kpts[:, :, :2].transpose(0, 2, 1))  # (D, 2, K)
+        extent = coords.max(axis=2) - coords.min(axis=2)
+        area = extent[:, 0] * extent[:, 1]
     return Results(
         key=key[keep],
         rank=rank.astype(np.int64),
         index=keep.astype(np.int64),
-        xy=xy[keep],
+        xy=xy,
         score=score[keep],
-        area=area[keep],
+        area=area,
     )

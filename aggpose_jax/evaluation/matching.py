@@ -34,9 +34,10 @@ def match_greedy(
     gt_crowd (G,) bool; thresholds (T,) -> (A, T, D) int64 gt index, -1 where unmatched.
     """
     num_a, num_t, num_d = gt_ignore.shape[0], thresholds.shape[0], dt_key.shape[0]
-    matches = np.full((num_a, num_t, num_d), -1, dtype=np.int64)
+    # Built as (D, A, T) so that each result's 30 outcomes are written in one contiguous row.
+    matches = np.full((num_d, num_a, num_t), -1, dtype=np.int64)
     if oks.size == 0:
-        return matches
+        return np.moveaxis(matches, 0, -1)
     thr = np.minimum(thresholds, _MAX_THRESHOLD)[None, :, None, None]
     # Groups holding both results and gts, and where each starts.
     first_dt = np.flatnonzero((dt_rank == 0) & np.isin(dt_key, gt_key))
@@ -52,37 +53,38 @@ def match_greedy(
     pair_col = pair_gt - gt_start[pair_group]
     bucket = np.ceil(np.log2(num_gt)).astype(np.int64)
     for b in np.unique(bucket):
+        # Most results per group first, so that rank r only touches a prefix of the rows.
         groups = np.flatnonzero(bucket == b)
-        width, depth = 1 << int(b), int(num_dt[groups].max())
+        groups = groups[np.argsort(-num_dt[groups], kind="stable")]
+        width, depth = 1 << int(b), int(num_dt[groups[0]])
         row_of_group = np.full(gkey.size, -1, dtype=np.int64)
         row_of_group[groups] = np.arange(groups.size)
         sel = np.flatnonzero(row_of_group[pair_group] >= 0)
-        dense = np.full((groups.size, depth, width), -np.inf)
-        dense[row_of_group[pair_group[sel]], dt_rank[pair_dt[sel]], pair_col[sel]] = oks[sel]
+        dense = np.full((depth, groups.size, width), -np.inf)
+        dense[dt_rank[pair_dt[sel]], row_of_group[pair_group[sel]], pair_col[sel]] = oks[sel]
         cols = np.arange(width)
         valid = cols < num_gt[groups, None]
         gidx = np.where(valid, gt_start[groups, None] + cols, 0)
-        ignored = gt_ignore[:, gidx][:, None] & valid  # (A, 1, n, W)
+        ignored = np.ascontiguousarray(gt_ignore[:, gidx][:, None] & valid)  # (A, 1, n, W)
         free_forever = gt_crowd[gidx] & valid
         taken = np.zeros((num_a, num_t, groups.size, width), dtype=bool)
+        rows_at = np.searchsorted(-num_dt[groups], -np.arange(depth), side="left")
         for r in range(depth):
-            has_dt = r < num_dt[groups]
-            v = dense[:, r, :]
-            cand = valid & (~taken | free_forever) & (v >= thr) & has_dt[:, None]
-            regular = cand & ~ignored
+            n = rows_at[r]  # groups with a result of rank r
+            v = dense[r, :n]
+            cand = (v >= thr) & valid[:n] & (~taken[:, :, :n] | free_forever[:n])
+            regular = cand & ~ignored[:, :, :n]
             # A result matched to a regular gt never moves on to the ignored ones (sorted last).
-            pool = np.where(regular.any(-1, keepdims=True), regular, cand & ignored)
+            pool = np.where(regular.any(-1, keepdims=True), regular, cand)
             score = np.where(pool, v, -np.inf)
             best = pool & (score == score.max(-1, keepdims=True))
             found = best.any(-1)
             # Ties go to the last gt in order: pycocotools replaces its pick on ">=".
             col = width - 1 - np.argmax(best[..., ::-1], axis=-1)
-            taken |= (cols == col[..., None]) & found[..., None]
-            rows = np.flatnonzero(has_dt)
-            dt_index = first_dt[groups[rows]] + r
-            picked = np.where(found, gidx[np.arange(groups.size), col], -1)
-            matches[:, :, dt_index] = picked[:, :, rows]
-    return matches
+            taken[:, :, :n] |= (cols == col[..., None]) & found[..., None]
+            picked = np.where(found, gidx[np.arange(n), col], -1)
+            matches[first_dt[groups[:n]] + r] = np.moveaxis(picked, -1, 0)
+    return np.moveaxis(matches, 0, -1)
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:
@@ -117,6 +119,10 @@ def accumulate(
     recall = -np.ones((num_t, num_categories, num_a))
     if gt_category.size == 0:
         return precision, recall
+    # Work in accumulation order; np.take keeps the (A, T, D) layout contiguous, which matters
+    # for the cumsums (fancy indexing on the last axis would not).
+    matches = np.take(matches, dt_order, axis=2)
+    dt_area, dt_category = dt_area[dt_order], dt_category[dt_order]
     is_match = matches >= 0
     m = np.maximum(matches, 0)
     visible_match = is_match & gt_counts_as_match[m]
@@ -130,13 +136,13 @@ def accumulate(
     regular_gts = np.stack(
         [np.bincount(gt_category[~ig], minlength=num_categories) for ig in gt_ignore], axis=1
     )  # (C, A)
-    cat_sorted = dt_category[dt_order]
-    bounds = np.searchsorted(cat_sorted, np.arange(num_categories + 1))
+    bounds = np.searchsorted(dt_category, np.arange(num_categories + 1))
     for c in range(num_categories):
-        seg = dt_order[bounds[c] : bounds[c + 1]]
-        tp_sum = np.cumsum(tps[:, :, seg], axis=-1).astype(float)
-        fp_sum = np.cumsum(fps[:, :, seg], axis=-1).astype(float)
-        nd = seg.size
+        seg = slice(bounds[c], bounds[c + 1])
+        # Float cumsums of 0/1 are exact: the same values as pycocotools' int cumsum cast.
+        tp_sum = np.cumsum(tps[:, :, seg], axis=-1, dtype=np.float64)
+        fp_sum = np.cumsum(fps[:, :, seg], axis=-1, dtype=np.float64)
+        nd = bounds[c + 1] - bounds[c]
         for a in range(num_a):
             npig = regular_gts[c, a]
             if npig == 0:

@@ -48,28 +48,42 @@ def pairwise_oks(
     """
     num_kpts = sigmas.shape[0]
     variances = (sigmas * 2) ** 2
+    labelled = np.count_nonzero(gt_keypoints[:, :, 2] > 0, axis=1)  # (G,)
+    bb = gt_bbox
+    # The no-visible-keypoint case measures against the box grown by (w, h) on every side.
+    lo = np.stack([bb[:, 0] - bb[:, 2], bb[:, 1] - bb[:, 3]], 1)[:, None]  # (G, 1, 2)
+    hi = np.stack([bb[:, 0] + bb[:, 2] * 2, bb[:, 1] + bb[:, 3] * 2], 1)[:, None]
+    # Pairs grouped by their gt's labelled count: each group sums the same number of terms.
+    order = np.argsort(labelled[pair_gt], kind="stable")
     out = np.empty(pair_dt.shape[0], dtype=np.float64)
     # Chunks bound the (pairs, K) temporaries on crowded sets.
-    for s in range(0, pair_dt.shape[0], chunk):
-        pd, pg = pair_dt[s : s + chunk], pair_gt[s : s + chunk]
-        xd, yd = dt_xy[pd, :, 0], dt_xy[pd, :, 1]
-        g = gt_keypoints[pg]
-        visible = g[:, :, 2] > 0
-        k1 = np.count_nonzero(visible, axis=1)
-        bb = gt_bbox[pg]
-        x0, x1 = bb[:, :1] - bb[:, 2:3], bb[:, :1] + bb[:, 2:3] * 2
-        y0, y1 = bb[:, 1:2] - bb[:, 3:4], bb[:, 1:2] + bb[:, 3:4] * 2
-        has_vis = (k1 > 0)[:, None]
-        dx = np.where(has_vis, xd - g[:, :, 0], np.maximum(0, x0 - xd) + np.maximum(0, xd - x1))
-        dy = np.where(has_vis, yd - g[:, :, 1], np.maximum(0, y0 - yd) + np.maximum(0, yd - y1))
-        e = (dx**2 + dy**2) / variances / (gt_area[pg][:, None] + _EPS) / 2
-        sim = np.exp(-e)
-        res = out[s : s + chunk]
-        none = k1 == 0
-        res[none] = np.sum(sim[none], axis=1) / num_kpts
-        # Sum only the visible terms, packed, one visible-count at a time: the same summation
-        # order as pycocotools' np.sum(np.exp(-e[v > 0])).
-        for k in np.unique(k1[~none]):
-            rows = np.flatnonzero(k1 == k)
-            res[rows] = np.sum(sim[rows][visible[rows]].reshape(rows.size, k), axis=1) / k
+    for s in range(0, order.size, chunk):
+        idx = order[s : s + chunk]
+        pd, pg = pair_dt[idx], pair_gt[idx]
+        k1 = labelled[pg]
+        d = dt_xy[pd]  # (c, K, 2)
+        g = gt_keypoints[pg]  # (c, K, 3)
+        n0 = int(np.searchsorted(k1, 1))
+        res = np.empty(idx.size)
+        if n0:
+            dist = np.maximum(0, lo[pg[:n0]] - d[:n0]) + np.maximum(0, d[:n0] - hi[pg[:n0]])
+            res[:n0] = np.sum(_similarity(dist, variances, gt_area[pg[:n0]]), axis=1) / num_kpts
+        sim = _similarity(d[n0:] - g[n0:, :, :2], variances, gt_area[pg[n0:]])
+        visible = g[n0:, :, 2] > 0
+        bounds = np.searchsorted(k1[n0:], np.arange(1, num_kpts + 2))
+        # Sum only the visible terms, packed: pycocotools' np.sum(np.exp(-e[v > 0])) order.
+        for k in range(1, num_kpts + 1):
+            a, b = bounds[k - 1], bounds[k]
+            if b > a:
+                res[n0 + a : n0 + b] = np.sum(sim[a:b][visible[a:b]].reshape(b - a, k), axis=1) / k
+        out[idx] = res
     return out
+
+
+def _similarity(dxy: np.ndarray, variances: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Per-keypoint exp(-e), with pycocotools' order of operations.
+
+    Shapes: dxy (N, K, 2) offsets, variances (K,), area (N,) -> (N, K).
+    """
+    e = (dxy[:, :, 0] ** 2 + dxy[:, :, 1] ** 2) / variances / (area[:, None] + _EPS) / 2
+    return np.exp(-e)
