@@ -251,7 +251,7 @@ def load_coco_records(
             if require_area and float(_field(ann, "area", where, gt_json)) <= 0:
                 continue
             # The official COCO loader tests the annotation's `area` field, not the clean box area.
-            clean = geometry.clean_box(box, image_wh, require_area=False)
+            clean = geometry.clean_box(box, image_wh)
             if clean is None or not np.any(kps):
                 continue
             kps = kps.reshape(k, 3)

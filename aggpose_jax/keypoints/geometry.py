@@ -9,13 +9,12 @@ import numpy as np
 PIXEL_STD = 200.0
 
 
-def clean_box(
-    box_xywh: np.ndarray, image_wh: tuple[int, int], require_area: bool = True
-) -> np.ndarray | None:
+def clean_box(box_xywh: np.ndarray, image_wh: tuple[int, int]) -> np.ndarray | None:
     """Clip a COCO box to the image as the official loaders do; None when it is empty.
 
     Shapes: box_xywh (4,) -> (4,) or None. x1 = max(0, x), x2 = min(W-1, x1 + max(0, w-1)), and the
-    same for y; the box is kept if x2 >= x1 and y2 >= y1 (and, with `require_area`, its area > 0).
+    same for y; the box is kept if x2 >= x1 and y2 >= y1. (The official COCO loader also needs the
+    annotation's `area` field > 0; that is a property of the annotation, checked by its loader.)
     """
     x, y, w, h = (float(v) for v in box_xywh)
     img_w, img_h = image_wh
@@ -23,8 +22,6 @@ def clean_box(
     x2 = min(img_w - 1.0, x1 + max(0.0, w - 1.0))
     y2 = min(img_h - 1.0, y1 + max(0.0, h - 1.0))
     if x2 < x1 or y2 < y1:
-        return None
-    if require_area and (x2 - x1) * (y2 - y1) <= 0:
         return None
     return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
 

@@ -56,3 +56,4 @@ def test_box_to_center_scale_and_cleaning():
     np.testing.assert_allclose(wide, [90.0 / 200 * 1.25, 120.0 / 200 * 1.25])
     np.testing.assert_allclose(geometry.clean_box([-5, 10, 50, 20], (40, 100)), [0, 10, 39, 19])
     assert geometry.clean_box([50, 10, 5, 5], (40, 100)) is None
+    np.testing.assert_allclose(geometry.clean_box([5, 10, 0.5, 0.5], (40, 100)), [5, 10, 0, 0])
