@@ -75,7 +75,7 @@ class Results:
 
 
 def load_json(obj: Any) -> Any:
-    """A path is read as JSON; anything else is returned as is."""
+    """A path is read as JSON; anything else is returned as is. Shapes: no arrays."""
     if isinstance(obj, str | os.PathLike):
         with open(obj) as f:
             return json.load(f)
@@ -84,7 +84,10 @@ def load_json(obj: Any) -> Any:
 
 def infer_num_keypoints(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> int | None:
     """K from the first ground-truth annotation, else the first result, else the first category's
-    keypoint names; None when nothing says."""
+    keypoint names; None when nothing says.
+
+    Shapes: -> K.
+    """
     for ann in gt.get("annotations", []):
         if "keypoints" in ann:
             return len(ann["keypoints"]) // 3
@@ -228,6 +231,9 @@ def load_results(
             if missing:
                 raise ValueError(f"result {i} lacks {missing}") from None
         raise
+    bad = np.flatnonzero(~np.isfinite(score))
+    if bad.size:
+        raise ValueError(f"result {bad[0]} has a non-finite score {score[bad[0]]}")
     img_pos = _positions(image_of, gt.image_ids)
     unknown = np.flatnonzero(img_pos < 0)
     if unknown.size:
@@ -252,6 +258,10 @@ def load_results(
     # Only the kept results are converted: the rest never reach the scorer.
     kpts = _to_array([rows[i] for i in keep], num_keypoints)
     xy = np.ascontiguousarray(kpts[:, :, :2])
+    bad = np.flatnonzero(~np.isfinite(xy).all(axis=(1, 2)))
+    if bad.size:
+        # pycocotools would let NaN through its "<" tests and match anything; refuse instead.
+        raise ValueError(f"result {keep[bad[0]]} has non-finite keypoint coordinates")
     if strict and results and results[0].get("bbox", []) != []:
         # loadRes picks its branch from the first result only: with a bbox there, every result's
         # area is its box area.

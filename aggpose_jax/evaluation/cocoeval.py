@@ -14,7 +14,7 @@ docs/evaluation.md lists them and what `strict_pycocotools=False` changes.
 import argparse
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -94,7 +94,7 @@ def resolve_sigmas(sigmas, num_keypoints: int | None) -> np.ndarray:
 
 def _prepare(gt, results, sigmas, strict: bool):
     gt, results = coco_tables.load_json(gt), coco_tables.load_json(results)
-    if not isinstance(gt, dict):
+    if not isinstance(gt, Mapping):
         raise ValueError("ground truth must be a COCO-format dict (or a path to one)")
     sig = resolve_sigmas(sigmas, coco_tables.infer_num_keypoints(gt, results or []))
     gtt = coco_tables.load_ground_truth(gt, sig.size, strict=strict)

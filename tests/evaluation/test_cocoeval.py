@@ -380,3 +380,32 @@ def test_error_on_sigma_count_mismatch():
     gt = _gt([_person(1, 1, _pose(rng))])
     with pytest.raises(ValueError, match="21 sigmas"):
         cocoeval.evaluate(gt, [_res(1, _pose(rng), 0.5)], sigmas="infant")
+
+
+def test_error_on_non_finite_results():
+    rng = np.random.default_rng(25)
+    gt = _gt([_person(1, 1, _pose(rng))])
+    broken = _pose(rng)
+    broken[3, 0] = np.nan
+    with pytest.raises(ValueError, match="result 1 has non-finite keypoint"):
+        cocoeval.evaluate(gt, [_res(1, _pose(rng), 0.5), _res(1, broken, 0.4)])
+    with pytest.raises(ValueError, match="result 0 has a non-finite score"):
+        cocoeval.evaluate(gt, [_res(1, _pose(rng), float("nan"))])
+
+
+def test_command_line_reads_a_sigma_file(tmp_path):
+    rng = np.random.default_rng(26)
+    poses = [_pose(rng, 90 * i, 40, 70, k=21) for i in range(3)]
+    gt = _gt([_person(i + 1, 1, q, k=21) for i, q in enumerate(poses)])
+    results = [_res(1, q + rng.normal(0, 4, q.shape), 0.5 + 0.1 * i) for i, q in enumerate(poses)]
+    sigmas = rng.uniform(0.03, 0.09, 21)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    (tmp_path / "sigmas.txt").write_text(", ".join(repr(float(s)) for s in sigmas))
+    argv = [str(tmp_path / n) for n in ("gt.json", "res.json")] + ["--sigmas"]
+    for arg, sig in ((str(tmp_path / "sigmas.txt"), sigmas), ("infant", "infant")):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            cocoeval.main([*argv, arg])
+        want = cocoeval.format_summary(cocoeval.score(gt, results, sig).stats)
+        assert out.getvalue().strip("\n") == want
