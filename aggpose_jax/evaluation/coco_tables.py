@@ -146,14 +146,14 @@ def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool
     img_index, cat_index = _index_of(image_ids), _index_of(category_ids)
     anns = list(gt.get("annotations", []))
     for i, ann in enumerate(anns):
-        missing = [
-            f
-            for f in ("id", "image_id", "category_id", "keypoints", "bbox", "area")
-            if f not in ann
-        ]
+        missing = [f for f in ("id", "image_id", "category_id", "bbox", "area") if f not in ann]
         if missing:
             raise ValueError(f"ground-truth annotation {i} lacks {missing}")
-    _check_lengths([a["keypoints"] for a in anns], num_keypoints, "ground-truth annotation")
+    # An annotation without keypoints (another category's, say) reads as K unlabelled ones.
+    unlabelled = [0.0] * (3 * num_keypoints)
+    _check_lengths(
+        [a.get("keypoints", unlabelled) for a in anns], num_keypoints, "ground-truth annotation"
+    )
 
     # pycocotools' getAnnIds walks the sorted image ids, each image's annotations in file order.
     picked = [
@@ -177,7 +177,7 @@ def load_ground_truth(gt: Mapping[str, Any], num_keypoints: int, *, strict: bool
         [img_index[a["image_id"]] * n_cat + cat_index[a["category_id"]] for a in sel],
         dtype=np.int64,
     )
-    kpts = _to_array([a["keypoints"] for a in sel], num_keypoints)
+    kpts = _to_array([a.get("keypoints", unlabelled) for a in sel], num_keypoints)
     visible = np.count_nonzero(kpts[:, :, 2] > 0, axis=1)
     iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in sel], dtype=bool)
     if strict:

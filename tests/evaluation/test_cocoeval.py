@@ -409,3 +409,13 @@ def test_command_line_reads_a_sigma_file(tmp_path):
             cocoeval.main([*argv, arg])
         want = cocoeval.format_summary(cocoeval.score(gt, results, sig).stats)
         assert out.getvalue().strip("\n") == want
+
+
+def test_a_category_without_keypoints_in_the_ground_truth():
+    rng = np.random.default_rng(27)
+    p = _pose(rng)
+    thing = {"id": 2, "image_id": 1, "category_id": 2, "bbox": [5, 5, 50, 50], "area": 2500.0,
+             "iscrowd": 0, "num_keypoints": 0}  # fmt: skip
+    gt = _gt([_person(1, 1, p), thing], cats=(1, 2))
+    ours = assert_agrees(gt, [_res(1, p, 0.9)])
+    assert ours["AP"] == pytest.approx(1.0)
