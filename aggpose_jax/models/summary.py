@@ -1,0 +1,120 @@
+"""Parameter and multiply-add counts of the model variants.
+
+    python -m aggpose_jax.models.summary --model aggpose_l --num-keypoints 17 [--input-hw 256 192] [--json]
+
+Three compute figures for one image (batch 1):
+* `gmacs`: multiply-adds of every matmul and convolution, attention matmuls included, counted on the
+  traced program (jaxpr) from operand shapes - the same quantity as torch's FlopCounterMode / 2, the
+  counter behind the official figures. Scanned block groups count `length` times.
+* `gmacs_no_attention`: the same without the q.k^T and attn.v matmuls (the batched dot_generals), which
+  is what thop-style counters report and what the AggPose paper's GFLOPs match for AggPose-L.
+* `xla_gmacs`: XLA's cost analysis of the compiled forward (`flops / 2`), which also counts elementwise
+  work (LayerNorm, GELU, softmax, residual adds), so it is ~6-8% above `gmacs`. It needs the unrolled
+  program (XLA counts a scanned loop body once), so it is only computed with `--xla`.
+"""
+
+import argparse
+import json
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jex_core
+
+from aggpose_jax.models import variants
+
+
+def _eqn_macs(eqn: Any) -> tuple[int, bool]:
+    """(multiply-adds, is an attention matmul) of one dot_general / conv equation, else (0, False)."""
+    name = eqn.primitive.name
+    if name == "dot_general":
+        (lhs_c, _), (lhs_b, _) = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        out = eqn.outvars[0].aval.shape
+        contract = math.prod(lhs[d] for d in lhs_c)
+        return math.prod(out) * contract, bool(lhs_b)
+    if name == "conv_general_dilated":
+        rhs = eqn.invars[1].aval.shape  # flax kernel (kh, kw, in/groups, out) in HWIO
+        spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...) positions
+        per_out = math.prod(rhs[d] for d in spec[1:])
+        return math.prod(eqn.outvars[0].aval.shape) * per_out, False
+    return 0, False
+
+
+def count_macs(jaxpr: Any) -> tuple[int, int]:
+    """(all matmul/conv MACs, attention-matmul MACs) of a jaxpr, recursing into sub-programs."""
+    total = attention = 0
+    for eqn in jaxpr.eqns:
+        macs, is_attn = _eqn_macs(eqn)
+        total += macs
+        attention += macs if is_attn else 0
+        times = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+        for value in eqn.params.values():
+            subs = value if isinstance(value, tuple | list) else (value,)
+            for sub in subs:
+                if isinstance(sub, jex_core.ClosedJaxpr):
+                    sub = sub.jaxpr
+                if isinstance(sub, jex_core.Jaxpr):
+                    t, a = count_macs(sub)
+                    total, attention = total + times * t, attention + times * a
+    return total, attention
+
+
+def summarize(
+    name: str, num_keypoints: int, input_hw: tuple[int, int] = (256, 192), xla: bool = False
+) -> dict[str, Any]:
+    """Params and GMACs of a variant for one (1, H, W, 3) image. Returns a dict of figures."""
+    model = variants.make_model(name, num_keypoints, scan_blocks=True, attention_impl="xla")
+    image = jax.ShapeDtypeStruct((1, *input_hw, 3), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), image)
+    forward = lambda p, x: model.apply(p, x)
+    jaxpr = jax.make_jaxpr(forward)(params, image).jaxpr
+    total, attention = count_macs(jaxpr)
+    out = {
+        "model": name,
+        "num_keypoints": num_keypoints,
+        "input_hw": list(input_hw),
+        "params": int(sum(math.prod(x.shape) for x in jax.tree.leaves(params))),
+        "gmacs": total / 1e9,
+        "gmacs_no_attention": (total - attention) / 1e9,
+        "attention_gmacs": attention / 1e9,
+    }
+    if xla:
+        unrolled = model.clone(scan_blocks=False)
+        params = jax.eval_shape(unrolled.init, jax.random.key(0), image)
+        compiled = jax.jit(lambda p, x: unrolled.apply(p, x)).lower(params, image).compile()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        out["xla_gmacs"] = cost["flops"] / 2e9
+    return out
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of `summarize` rows."""
+    head = "| model | K | input | params | GMACs | GMACs w/o attention | XLA GMACs (all ops) |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        xla = f"{r['xla_gmacs']:.2f}" if "xla_gmacs" in r else "-"
+        lines.append(
+            f"| {r['model']} | {r['num_keypoints']} | {r['input_hw'][0]}x{r['input_hw'][1]} | "
+            f"{r['params']:,} | {r['gmacs']:.2f} | {r['gmacs_no_attention']:.2f} | {xla} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description="Params and GMACs of a model variant.")
+    parser.add_argument("--model", default="aggpose_l", choices=sorted(variants.VARIANTS))
+    parser.add_argument("--num-keypoints", type=int, default=17)
+    parser.add_argument("--input-hw", type=int, nargs=2, default=(256, 192))
+    parser.add_argument("--xla", action="store_true", help="also compile for XLA's cost analysis")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    row = summarize(args.model, args.num_keypoints, tuple(args.input_hw), args.xla)
+    print(json.dumps(row) if args.json else format_table([row]))
+
+
+if __name__ == "__main__":
+    main()
