@@ -11,20 +11,20 @@ Two orders share the steps and the draws:
 """
 
 import dataclasses
-import functools
 
 import cv2
 import numpy as np
 
 from aggpose_jax.keypoints import codecs, geometry, metainfo
-from data_pipelines import augment
-
-# The contrast mean on the full image is estimated from every 4th row and column (1/16 of the pixels).
-MEAN_SUBSAMPLE_STRIDE = 4
-
-
-class ImageReadError(OSError):
-    """An image that is missing or cannot be decoded; the message names the file."""
+from data_pipelines import augment, crop
+from data_pipelines.crop import (  # noqa: F401 -- the pixel steps, re-exported for callers
+    MEAN_SUBSAMPLE_STRIDE,
+    ImageReadError,
+    load_image,
+    normalize,
+    record_name,
+    topdown_affine,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,37 +74,6 @@ def draw_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentDr
         # The ranks of 4 i.i.d. uniforms are a uniformly random permutation.
         jitter_order=np.argsort(u[8:12]),
     )  # fmt: skip
-
-
-def record_name(record: dict) -> str:
-    """The image a record points at, for messages: its path, else its file name."""
-    return str(record.get("image_path") or record.get("file_name") or "<unnamed image>")
-
-
-def load_image(results: dict, to_rgb: bool = False) -> dict:
-    """Decodes the image with OpenCV (BGR; RGB with `to_rgb`).
-
-    Reads: image_bytes (the encoded file, when the source holds it) or image_path.
-    Adds: image (H, W, 3) uint8, image_wh (W, H), image_is_bgr.
-    Raises ImageReadError naming the file when it is missing or cannot be decoded.
-    """
-    name = record_name(results)
-    if results.get("image_bytes") is not None:
-        buf = np.frombuffer(results["image_bytes"], dtype=np.uint8)
-    else:
-        try:
-            buf = np.fromfile(results["image_path"], dtype=np.uint8)
-        except OSError as e:
-            raise ImageReadError(f"cannot read image {name}: {e.strerror or e}") from None
-    image = (
-        cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
-    )
-    if image is None:
-        raise ImageReadError(f"cannot decode image {name} ({buf.size} bytes)")
-    if to_rgb:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    results.update(image=image, image_wh=(image.shape[1], image.shape[0]), image_is_bgr=not to_rgb)
-    return results
 
 
 def half_body(
@@ -194,84 +163,6 @@ def colour_jitter_image(results: dict, draws: AugmentDraws, cfg: AugmentConfig) 
     return results
 
 
-def _fold_mirror(matrix: np.ndarray, image_w: int) -> np.ndarray:
-    """T composed with the mirror x -> W - 1 - x: (2, 3) -> (2, 3)."""
-    t = matrix.copy()
-    t[:, 2] += t[:, 0] * (image_w - 1)
-    t[:, 0] = -t[:, 0]
-    return t
-
-
-def _crop_inside(matrix: np.ndarray, output_wh: tuple[int, int], image_wh: tuple[int, int]) -> bool:
-    """Whether every output pixel samples inside the image (its four neighbours, with a margin)."""
-    w, h = output_wh
-    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
-    src = geometry.apply_affine(corners, geometry.invert_affine(matrix))
-    return bool(
-        np.all(src >= 1.0)
-        and np.all(src[:, 0] <= image_wh[0] - 2)
-        and np.all(src[:, 1] <= image_wh[1] - 2)
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _full_mask(height: int, width: int) -> np.ndarray:
-    mask = np.full((height, width), 255, np.uint8)
-    mask.flags.writeable = False
-    return mask
-
-
-def topdown_affine(
-    results: dict, input_hw: tuple[int, int], heatmap_hw: tuple[int, int] | None,
-    keep_border_alpha: bool = False,
-) -> dict:  # fmt: skip
-    """The crop: cv2.warpAffine with T(c, s, r, out=input wh), bilinear, constant-0 border; RGB out.
-
-    Reads: image, image_wh, image_is_bgr, center, scale, rotation, flipped, pixels_flipped,
-    keypoints, visibility.
-    Changes: image -> (h, w, 3) uint8 RGB crop; keypoints -> input pixels (T(out=input wh), zero for
-    invisible joints). Adds: heatmap_keypoints (K, 2) via T(out=heatmap wh) (with `heatmap_hw`).
-    With `keep_border_alpha` (a per-pixel colour op follows the warp) also adds full_subsample
-    (h', w', 3) uint8 RGB, every 4th pixel of the full image; and when the crop leaves the image it
-    warps with replicated edges and adds border_alpha (h, w) uint8, the weight of the image in each
-    pixel under a constant-0 border, so that `normalize` re-borders the crop as a warp of the
-    jittered image would be.
-    """
-    in_h, in_w = input_hw
-    image, image_wh = results["image"], results["image_wh"]
-    center, scale, rotation = results["center"], results["scale"], results.get("rotation", 0.0)
-    # Joints are already in the flipped frame, so T maps them; only the pixels may still need the
-    # mirror, folded into the warp matrix (a reflection of the pixel grid: the same bilinear samples).
-    t_in = geometry.affine_transform_matrix(center, scale, rotation, (in_w, in_h))
-    matrix = t_in
-    if results.get("flipped") and not results.get("pixels_flipped"):
-        matrix = _fold_mirror(t_in, image_wh[0])
-    replicate = keep_border_alpha and not _crop_inside(matrix, (in_w, in_h), image_wh)
-    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
-    crop = cv2.warpAffine(image, matrix, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=border)
-    if replicate:
-        results["border_alpha"] = cv2.warpAffine(
-            _full_mask(*image.shape[:2]), matrix, (in_w, in_h), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-        )  # fmt: skip
-    if keep_border_alpha:
-        s = MEAN_SUBSAMPLE_STRIDE
-        sub = np.ascontiguousarray(image[::s, ::s])
-        results["full_subsample"] = (
-            cv2.cvtColor(sub, cv2.COLOR_BGR2RGB) if results["image_is_bgr"] else sub
-        )
-    if results["image_is_bgr"]:
-        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-    results["image"] = crop
-    vis = results["visibility"][:, None] > 0
-    kps = results["keypoints"]
-    results["keypoints"] = np.where(vis, geometry.apply_affine(kps, t_in), 0.0)
-    if heatmap_hw is not None:
-        t_hm = geometry.affine_transform_matrix(center, scale, rotation, heatmap_hw[::-1])
-        results["heatmap_keypoints"] = np.where(vis, geometry.apply_affine(kps, t_hm), 0.0)
-    return results
-
-
 def colour_jitter_crop(results: dict, draws: AugmentDraws, cfg: AugmentConfig) -> dict:
     """Our order: the colour jitter on the crop, the contrast mean from the full image's subsample.
 
@@ -298,28 +189,6 @@ def generate_targets(results: dict, heatmap_hw: tuple[int, int], sigma: float) -
     return results
 
 
-_PLAIN_LUT = augment.normalize_lut()
-
-
-def normalize(results: dict) -> dict:
-    """(v / 255 - mean) / std per RGB channel, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
-
-    Reads: image (h, w, 3) uint8 RGB, pending_lut, border_alpha. Changes: image -> float32.
-    One cv2.LUT does the pending jitter table and the normalisation. With border_alpha a (0..255),
-    a pixel becomes round(v * a / 255) first: the image's share of it under a constant-0 border.
-    """
-    image = results["image"]
-    table = results.pop("pending_lut", None)
-    alpha = results.pop("border_alpha", None)
-    if alpha is not None:
-        if table is not None:
-            image, table = cv2.LUT(image, table), None
-        image = cv2.multiply(image, cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB), scale=1.0 / 255.0)
-    lut = _PLAIN_LUT if table is None else augment.normalize_lut(table)
-    results["image"] = cv2.LUT(image, lut)
-    return results
-
-
 def train_example(
     record: dict,
     rng: np.random.Generator,
@@ -330,18 +199,25 @@ def train_example(
     sigma: float,
     cfg: AugmentConfig = AugmentConfig(),
     jitter_on: str = "crop",
+    image_dtype: str = "float32",
+    decode_region: bool = True,
 ) -> dict:
     """The training chain on one record: read, half body, scale/rotation, flip, jitter, crop, targets.
 
-    Shapes: record as in `sources`; -> image (h, w, 3) float32, heatmaps (h', w', K) float32,
-    target_weight (K,), keypoints (K, 2) input pixels, visibility (K,), center (2,), scale (2,),
-    rotation, flipped, score, image_id. `jitter_on` "crop" (ours) or "image" (the official order).
+    Shapes: record as in `sources`; -> image (h, w, 3) float32 normalised (uint8 RGB with
+    `image_dtype` "uint8"), heatmaps (h', w', K) float32, target_weight (K,), keypoints (K, 2) input
+    pixels, visibility (K,), center (2,), scale (2,), rotation, flipped, score, image_id.
+    `jitter_on` "crop" (ours) or "image" (the official order). With "crop" and `decode_region`, a
+    sample without colour jitter decodes only the crop's source box (`crop.topdown_affine`); the
+    jitter's contrast mean needs the whole image, so a jittered sample decodes all of it.
     """
     if jitter_on not in ("crop", "image"):
         raise ValueError(f"jitter_on must be 'crop' or 'image', got {jitter_on!r}")
     draws = draw_augmentation(rng, cfg)
     on_image = jitter_on == "image"
-    results = load_image(dict(record), to_rgb=on_image)
+    results = crop.read_header(dict(record))
+    if on_image or not decode_region:
+        crop.decode_image(results, to_rgb=on_image)
     half_body(results, draws, cfg, fmt, input_hw[1] / input_hw[0])
     scale_rotation(results, draws, cfg)
     flip(results, draws, cfg, fmt, flip_pixels=on_image)
@@ -352,7 +228,7 @@ def train_example(
         topdown_affine(results, input_hw, heatmap_hw, keep_border_alpha=jitter_applies(draws, cfg))
         colour_jitter_crop(results, draws, cfg)
     generate_targets(results, heatmap_hw, sigma)
-    normalize(results)
+    normalize(results, image_dtype)
     return {
         "image": results["image"],
         "heatmaps": results["heatmaps"],
@@ -374,17 +250,19 @@ def eval_example(
     input_hw: tuple[int, int],
     heatmap_hw: tuple[int, int] | None = None,
     sigma: float | None = None,
+    image_dtype: str = "float32",
 ) -> dict:
     """The evaluation chain: read, crop with r = 0 and the record's (c, s), normalise.
 
-    Shapes: -> image (h, w, 3) float32, center (2,), scale (2,), rotation, score, image_id, area;
+    Only the crop's source box is decoded (when TurboJPEG is there). Shapes: -> image (h, w, 3)
+    float32 (uint8 RGB with `image_dtype` "uint8"), center (2,), scale (2,), rotation, score, image_id, area;
     with `heatmap_hw` and `sigma` also heatmaps (h', w', K), target_weight (K,), keypoints (K, 2)
     in input pixels and visibility (K,) (for a validation loss on ground-truth boxes).
     """
-    results = load_image(dict(record))
+    results = crop.read_header(dict(record))
     results.update(rotation=0.0, flipped=False)
     topdown_affine(results, input_hw, heatmap_hw)
-    normalize(results)
+    normalize(results, image_dtype)
     out = {
         "image": results["image"],
         "center": np.asarray(record["center"], np.float64),

@@ -1,0 +1,253 @@
+"""The pixel steps of the top-down chains: read the image, crop it with the affine warp, normalise.
+
+Steps on the results dict of `transforms` (each docstring lists the keys it reads, changes, adds).
+Reading is split in two so that the training crop can decode only what it needs: `read_header`
+reads the file and its size (a JPEG header), and `topdown_affine` then decodes just the bounding box
+of the warp's source quadrilateral (`jpeg.decode` with a box, libjpeg-turbo's region decoding) when
+no step before it needed the whole image. Without libturbojpeg 3, or for a non-JPEG file, the whole
+image is decoded with OpenCV: same pixels, slower.
+"""
+
+import functools
+
+import cv2
+import numpy as np
+
+from aggpose_jax.keypoints import geometry
+from data_pipelines import augment, jpeg
+
+# The contrast mean on the full image is estimated from every 4th row and column (1/16 of the pixels).
+MEAN_SUBSAMPLE_STRIDE = 4
+IMAGE_DTYPES = ("float32", "uint8")
+
+
+class ImageReadError(OSError):
+    """An image that is missing or cannot be decoded; the message names the file."""
+
+
+def record_name(record: dict) -> str:
+    """The image a record points at, for messages: its path, else its file name."""
+    return str(record.get("image_path") or record.get("file_name") or "<unnamed image>")
+
+
+def _cv2_decode(results: dict, to_rgb: bool) -> dict:
+    buf = results["image_buffer"]
+    image = (
+        cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+    )
+    if image is None:
+        raise ImageReadError(f"cannot decode image {record_name(results)} ({buf.size} bytes)")
+    if to_rgb:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    results.update(image=image, image_wh=(image.shape[1], image.shape[0]), image_is_bgr=not to_rgb)
+    return results
+
+
+def read_header(results: dict) -> dict:
+    """Reads the encoded file and the image size, decoding nothing when it is a JPEG.
+
+    Reads: image_bytes (the encoded file, when the source holds it) or image_path.
+    Adds: image_buffer (N,) uint8, image_wh (W, H); for a file TurboJPEG cannot read, also the
+    decoded image (see `decode_image`). Raises ImageReadError naming the file when it is missing.
+    """
+    if results.get("image_bytes") is not None:
+        buf = np.frombuffer(results["image_bytes"], dtype=np.uint8)
+    else:
+        try:
+            buf = np.fromfile(results["image_path"], dtype=np.uint8)
+        except OSError as e:
+            why = e.strerror or e
+            raise ImageReadError(f"cannot read image {record_name(results)}: {why}") from None
+    results["image_buffer"] = buf
+    if jpeg.available() and jpeg.is_jpeg(buf):
+        try:
+            width, height, _ = jpeg.header(buf)
+            results["image_wh"] = (width, height)
+            return results
+        except jpeg.JpegError:
+            pass
+    return _cv2_decode(results, to_rgb=False)
+
+
+def decode_image(results: dict, to_rgb: bool = False) -> dict:
+    """Decodes the whole image (BGR; RGB with `to_rgb`) unless it already is.
+
+    Reads: image_buffer. Adds: image (H, W, 3) uint8, image_wh (W, H), image_is_bgr.
+    Raises ImageReadError naming the file when it cannot be decoded.
+    """
+    if "image" in results:
+        if to_rgb and results["image_is_bgr"]:
+            results["image"] = cv2.cvtColor(results["image"], cv2.COLOR_BGR2RGB)
+            results["image_is_bgr"] = False
+        return results
+    buf = results["image_buffer"]
+    if jpeg.available() and jpeg.is_jpeg(buf):
+        try:
+            image, _ = jpeg.decode(buf, rgb=True)
+            results.update(image=image, image_is_bgr=False)
+            return results
+        except jpeg.JpegError:
+            pass
+    return _cv2_decode(results, to_rgb)
+
+
+def load_image(results: dict, to_rgb: bool = False) -> dict:
+    """`read_header` then `decode_image`: the whole image, BGR (RGB with `to_rgb`) or already RGB.
+
+    Reads: image_bytes or image_path. Adds: image_buffer, image (H, W, 3) uint8, image_wh (W, H),
+    image_is_bgr (the channel order is swapped later, on the crop, when it is BGR).
+    """
+    return decode_image(read_header(results), to_rgb)
+
+
+def _fold_mirror(matrix: np.ndarray, image_w: int) -> np.ndarray:
+    """T composed with the mirror x -> W - 1 - x: (2, 3) -> (2, 3)."""
+    t = matrix.copy()
+    t[:, 2] += t[:, 0] * (image_w - 1)
+    t[:, 0] = -t[:, 0]
+    return t
+
+
+def _source_corners(matrix: np.ndarray, output_wh: tuple[int, int]) -> np.ndarray:
+    """(4, 2) source points of the output rectangle's corner pixels."""
+    w, h = output_wh
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    return geometry.apply_affine(corners, geometry.invert_affine(matrix))
+
+
+def source_box(
+    matrix: np.ndarray, output_wh: tuple[int, int], margin: int = jpeg.REGION_MARGIN
+) -> tuple[int, int, int, int]:
+    """The source pixels a bilinear warp reads: (x0, y0, x1, y1), ends exclusive, not clipped.
+
+    Shapes: matrix (2, 3) source -> output. Every output pixel samples inside the bounding box of the
+    output corners' source points; bilinear reads floor(p) and floor(p) + 1; `margin` more pixels
+    on each side keep chroma upsampling at the box's edge away from them.
+    """
+    src = _source_corners(matrix, output_wh)
+    lo = np.floor(src.min(axis=0)).astype(int) - margin
+    hi = np.floor(src.max(axis=0)).astype(int) + 2 + margin
+    return int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])
+
+
+def _crop_inside(matrix: np.ndarray, output_wh: tuple[int, int], image_wh: tuple[int, int]) -> bool:
+    """Whether every output pixel samples inside the image (its four neighbours, with a margin)."""
+    src = _source_corners(matrix, output_wh)
+    return bool(
+        np.all(src >= 1.0)
+        and np.all(src[:, 0] <= image_wh[0] - 2)
+        and np.all(src[:, 1] <= image_wh[1] - 2)
+    )
+
+
+def _decode_region(results: dict, matrix: np.ndarray, output_wh: tuple[int, int]) -> np.ndarray:
+    """Decodes the warp's source box into results["image"]; returns the matrix for its pixels."""
+    x0, y0, x1, y1 = source_box(matrix, output_wh)
+    width, height = results["image_wh"]
+    inside = x1 > 0 and y1 > 0 and x0 < width and y0 < height
+    if inside and jpeg.available() and jpeg.is_jpeg(results["image_buffer"]):
+        try:
+            image, (ox, oy) = jpeg.decode(results["image_buffer"], (x0, y0, x1, y1), rgb=True)
+        except jpeg.JpegError:
+            pass
+        else:
+            results.update(image=image, image_is_bgr=False)
+            # p_out = A (p_region + o) + b: the same samples, read from the region.
+            shifted = matrix.copy()
+            shifted[:, 2] += matrix[:, :2] @ np.array([ox, oy], np.float64)
+            return shifted
+    decode_image(results)
+    return matrix
+
+
+@functools.lru_cache(maxsize=8)
+def _full_mask(height: int, width: int) -> np.ndarray:
+    mask = np.full((height, width), 255, np.uint8)
+    mask.flags.writeable = False
+    return mask
+
+
+def topdown_affine(
+    results: dict, input_hw: tuple[int, int], heatmap_hw: tuple[int, int] | None,
+    keep_border_alpha: bool = False,
+) -> dict:  # fmt: skip
+    """The crop: cv2.warpAffine with T(c, s, r, out=input wh), bilinear, constant-0 border; RGB out.
+
+    Reads: image (or, when absent, image_buffer: only the warp's source box is decoded), image_wh,
+    image_is_bgr, center, scale, rotation, flipped, pixels_flipped, keypoints, visibility.
+    Changes: image -> (h, w, 3) uint8 RGB crop; keypoints -> input pixels (T(out=input wh), zero for
+    invisible joints). Adds: heatmap_keypoints (K, 2) via T(out=heatmap wh) (with `heatmap_hw`).
+    With `keep_border_alpha` (a per-pixel colour op follows the warp; needs the whole image) also
+    adds full_subsample (h', w', 3) uint8 RGB, every 4th pixel of the full image; and when the crop
+    leaves the image it warps with replicated edges and adds border_alpha (h, w) uint8, the weight
+    of the image in each pixel under a constant-0 border, so that `normalize` re-borders the crop as
+    a warp of the jittered image would be.
+    """
+    in_h, in_w = input_hw
+    image_wh = results["image_wh"]
+    center, scale, rotation = results["center"], results["scale"], results.get("rotation", 0.0)
+    # Joints are already in the flipped frame, so T maps them; only the pixels may still need the
+    # mirror, folded into the warp matrix (a reflection of the pixel grid: the same bilinear samples).
+    t_in = geometry.affine_transform_matrix(center, scale, rotation, (in_w, in_h))
+    matrix = t_in
+    if results.get("flipped") and not results.get("pixels_flipped"):
+        matrix = _fold_mirror(t_in, image_wh[0])
+    if keep_border_alpha:
+        decode_image(results)
+    replicate = keep_border_alpha and not _crop_inside(matrix, (in_w, in_h), image_wh)
+    if replicate:
+        results["border_alpha"] = cv2.warpAffine(
+            _full_mask(image_wh[1], image_wh[0]), matrix, (in_w, in_h), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )  # fmt: skip
+    if keep_border_alpha:
+        s = MEAN_SUBSAMPLE_STRIDE
+        sub = np.ascontiguousarray(results["image"][::s, ::s])
+        results["full_subsample"] = (
+            cv2.cvtColor(sub, cv2.COLOR_BGR2RGB) if results["image_is_bgr"] else sub
+        )
+    if "image" not in results:
+        matrix = _decode_region(results, matrix, (in_w, in_h))
+    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
+    crop = cv2.warpAffine(
+        results["image"], matrix, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=border
+    )
+    if results["image_is_bgr"]:
+        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+    results["image"] = crop
+    vis = results["visibility"][:, None] > 0
+    kps = results["keypoints"]
+    results["keypoints"] = np.where(vis, geometry.apply_affine(kps, t_in), 0.0)
+    if heatmap_hw is not None:
+        t_hm = geometry.affine_transform_matrix(center, scale, rotation, heatmap_hw[::-1])
+        results["heatmap_keypoints"] = np.where(vis, geometry.apply_affine(kps, t_hm), 0.0)
+    return results
+
+
+_PLAIN_LUT = augment.normalize_lut()
+
+
+def normalize(results: dict, image_dtype: str = "float32") -> dict:
+    """(v / 255 - mean) / std per RGB channel, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+
+    Reads: image (h, w, 3) uint8 RGB, pending_lut, border_alpha. Changes: image -> float32, or with
+    `image_dtype` "uint8" the uint8 RGB v whose normalisation (v / 255 - mean) / std is left to the
+    device (4x fewer bytes to move; `augment.MEAN_RGB`, `augment.STD_RGB`). One cv2.LUT does the
+    pending jitter table and the normalisation. With border_alpha a (0..255), a pixel becomes
+    round(v * a / 255) first: the image's share of it under a constant-0 border.
+    """
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
+    image = results["image"]
+    table = results.pop("pending_lut", None)
+    alpha = results.pop("border_alpha", None)
+    if alpha is not None:
+        if table is not None:
+            image, table = cv2.LUT(image, table), None
+        image = cv2.multiply(image, cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB), scale=1.0 / 255.0)
+    if image_dtype == "uint8":
+        results["image"] = image if table is None else cv2.LUT(image, table)
+        return results
+    lut = _PLAIN_LUT if table is None else augment.normalize_lut(table)
+    results["image"] = cv2.LUT(image, lut)
+    return results
