@@ -141,7 +141,11 @@ def _crop_inside(matrix: np.ndarray, output_wh: tuple[int, int], image_wh: tuple
 
 
 def _decode_region(results: dict, matrix: np.ndarray, output_wh: tuple[int, int]) -> np.ndarray:
-    """Decodes the warp's source box into results["image"]; returns the matrix for its pixels."""
+    """Decodes the warp's source box into results["image"]; returns the inverse map for its pixels.
+
+    Shapes: matrix (2, 3) full image -> output; -> (2, 3) output -> decoded pixels.
+    """
+    inverse = cv2.invertAffineTransform(matrix)
     x0, y0, x1, y1 = source_box(matrix, output_wh)
     width, height = results["image_wh"]
     inside = x1 > 0 and y1 > 0 and x0 < width and y0 < height
@@ -152,12 +156,12 @@ def _decode_region(results: dict, matrix: np.ndarray, output_wh: tuple[int, int]
             pass
         else:
             results.update(image=image, image_is_bgr=False)
-            # p_out = A (p_region + o) + b: the same samples, read from the region.
-            shifted = matrix.copy()
-            shifted[:, 2] += matrix[:, :2] @ np.array([ox, oy], np.float64)
-            return shifted
+            # Shifting the inverse map's translation by the box's origin (an integer) moves every
+            # sample position by exactly that, so cv2's 1/32-pixel rounding sees the same fractions.
+            inverse[:, 2] -= (ox, oy)
+            return inverse
     decode_image(results)
-    return matrix
+    return inverse
 
 
 @functools.lru_cache(maxsize=8)
@@ -206,12 +210,16 @@ def topdown_affine(
         results["full_subsample"] = (
             cv2.cvtColor(sub, cv2.COLOR_BGR2RGB) if results["image_is_bgr"] else sub
         )
-    if "image" not in results:
-        matrix = _decode_region(results, matrix, (in_w, in_h))
+    if "image" in results:
+        # What warpAffine does with a forward matrix, done here so both paths share it.
+        inverse = cv2.invertAffineTransform(matrix)
+    else:
+        inverse = _decode_region(results, matrix, (in_w, in_h))
     border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
     crop = cv2.warpAffine(
-        results["image"], matrix, (in_w, in_h), flags=cv2.INTER_LINEAR, borderMode=border
-    )
+        results["image"], inverse, (in_w, in_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=border,
+    )  # fmt: skip
     if results["image_is_bgr"]:
         crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
     results["image"] = crop
