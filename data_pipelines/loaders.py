@@ -26,7 +26,7 @@ import numpy as np
 from absl import flags
 
 from aggpose_jax.keypoints import metainfo
-from data_pipelines import transforms
+from data_pipelines import crop, transforms
 from data_pipelines.sources import PersonRecords
 
 # Any random-access source of person records (len, getitem, num_keypoints): PersonRecords, or the
@@ -211,8 +211,8 @@ def make_train_loader(
         raise ValueError(f"shard_index {shard_index} not in [0, {shard_count})")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    if image_dtype not in transforms.crop.IMAGE_DTYPES:
-        raise ValueError(f"image_dtype must be one of {transforms.crop.IMAGE_DTYPES}")
+    if image_dtype not in crop.IMAGE_DTYPES:
+        raise ValueError(f"image_dtype must be one of {crop.IMAGE_DTYPES}")
     per_host = len(records) // shard_count
     if per_host < 1:
         raise ValueError(f"{len(records)} records cannot feed {shard_count} hosts")

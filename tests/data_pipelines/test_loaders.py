@@ -128,3 +128,18 @@ def test_eval_batches_pad_and_cover_every_record_once(records):
                 np.testing.assert_array_equal(b["center"][j], r["center"])
                 assert b["image_id"][j] == r["image_id"]
     assert sorted(seen) == list(range(12))
+
+
+def test_uint8_images_option(records):
+    kw = dict(batch_size=4, seed=5, num_epochs=1, **KW)
+    f = next(iter(loaders.make_train_loader(records, **kw)))
+    u = next(iter(loaders.make_train_loader(records, image_dtype="uint8", **kw)))
+    assert u["image"].dtype == np.uint8 and u["image"].shape == f["image"].shape
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose((u["image"] / 255.0 - mean) / std, f["image"], atol=1e-5)
+    ev = list(
+        loaders.make_eval_batches(records, batch_size=5, input_hw=(64, 48), image_dtype="uint8")
+    )
+    assert all(b["image"].dtype == np.uint8 for b in ev) and not ev[-1]["image"][-1].any()
+    with pytest.raises(ValueError, match="image_dtype"):
+        loaders.make_train_loader(records, image_dtype="float16", **kw)
