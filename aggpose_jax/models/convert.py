@@ -371,7 +371,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("in_file", help=".pth, .safetensors or .npz state dict")
     parser.add_argument("out_file", help="output .msgpack (read by convert.load_params)")
-    parser.add_argument("--model", default="aggpose_l", help="aggpose_* or segformer_b5_pose")
+    parser.add_argument(
+        "--model", default=None, help="variant to check against (default: read off the file)"
+    )
     parser.add_argument("--num-keypoints", type=int, default=None)
     parser.add_argument("--reinit-head", action="store_true")
     parser.add_argument("--scan-blocks", action="store_true", help="stack groups for scan_blocks")
@@ -381,11 +383,12 @@ def main(argv: list[str] | None = None) -> None:
     sd = load_state_dict(args.in_file)
     file_k = int(strip_prefix(sd)["final_layer.fc2.weight"].shape[0])
     k = file_k if args.num_keypoints is None else args.num_keypoints
-    model = variants.make_model(args.model, file_k)
+    is_segformer = (args.model or "").startswith("segformer") or not any(
+        key.startswith("block1_1.") for key in strip_prefix(sd)
+    )
+    model = None if args.model is None else variants.make_model(args.model, file_k)
     convert_fn = (
-        segformer_params_from_state_dict
-        if args.model.startswith("segformer")
-        else aggpose_params_from_state_dict
+        segformer_params_from_state_dict if is_segformer else aggpose_params_from_state_dict
     )
     params = convert_fn(
         sd,
@@ -397,7 +400,8 @@ def main(argv: list[str] | None = None) -> None:
     save_params(args.out_file, params)
     n = sum(np.size(x) for x in jax.tree.leaves(params))
     print(f"read     {args.in_file}: {len(sd)} tensors, {file_k}-keypoint head")
-    print(f"model    {args.model}: {n:,} params, {k} keypoints")
+    kind = args.model or ("segformer pose" if is_segformer else "AggPose") + " (read off the file)"
+    print(f"model    {kind}: {n:,} params, {k} keypoints")
     if args.reinit_head:
         print("head     final_layer.fc2 re-initialised (trunc normal std 0.02, bias 0)")
     print(f"wrote    {args.out_file} ({'scanned' if args.scan_blocks else 'unrolled'} groups)")
