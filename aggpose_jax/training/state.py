@@ -18,14 +18,31 @@ class TrainState(struct.PyTreeNode):
     rng: jax.Array
 
 
-def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, input_hw: tuple[int, int]):
+def make_init_fn(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    input_hw: tuple[int, int],
+    param_prng_impl: str = "unsafe_rbg",
+):
     """Returns init(rng) -> TrainState; pure, for jax.eval_shape and jax.jit(out_shardings=...).
 
-    Shapes: a dummy (1, H, W, 3) image is traced once to create the params.
+    Shapes: rng a raw uint32 key (jax.random.PRNGKey); a dummy (1, H, W, 3) image is traced once.
+
+    The params are drawn from a key of `param_prng_impl` ("unsafe_rbg": XLA's RngBitGenerator; the
+    distributions are the model's own, only the bit source differs). Why: XLA:CPU compiles a threefry
+    init of AggPose's ~400 tensors in about 90 s, the RngBitGenerator one in about 15 s, and its values
+    do not depend on the mesh (checked in tests/training/test_sharding.py). "threefry2x32" restores
+    the default.
     """
 
     def init(rng: jax.Array) -> TrainState:
-        param_rng, dropout_rng = jax.random.split(rng)
+        seed_rng, dropout_rng = jax.random.split(rng)
+        if param_prng_impl == "threefry2x32":
+            param_rng = seed_rng
+        else:
+            impl_shape = jax.random.key_data(jax.random.key(0, impl=param_prng_impl)).shape
+            bits = jax.random.bits(seed_rng, impl_shape, jnp.uint32)
+            param_rng = jax.random.wrap_key_data(bits, impl=param_prng_impl)
         images = jnp.zeros((1, *input_hw, 3), jnp.float32)
         params = model.init({"params": param_rng}, images, train=False)["params"]
         return TrainState(

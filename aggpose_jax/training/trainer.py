@@ -97,6 +97,7 @@ def train_and_evaluate(
     steps_per_epoch: int | None = None,
     eval_fn: EvalFn | None = None,
     after_train: Callable[[Callable, pathlib.Path], None] | None = None,
+    model: Any = None,
 ) -> dict[str, Any]:
     """Trains (resuming from the workdir if it holds a checkpoint) and evaluates; returns a summary.
 
@@ -104,6 +105,7 @@ def train_and_evaluate(
     "target_weight" (b, K)} with b = global_batch_size / process_count; a grain iterator is saved with
     the state. eval_fn(predict, workdir) -> {"AP": ..., ...} runs the evaluation with predict(images
     (B, H, W, 3)) -> heatmaps (B, H/4, W/4, K). after_train(predict, workdir) draws pictures.
+    `model` replaces the module built from config.model (tests use a small conv net).
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +122,7 @@ def train_and_evaluate(
     ckpt_every = tc.checkpoint_every_steps if tc.checkpoint_every_steps > 0 else spe
     eval_every = {-1: spe, 0: 0}.get(config.eval.every_steps, config.eval.every_steps)
 
-    model = make_model_from_config(config)
+    model = make_model_from_config(config) if model is None else model
     schedule = optim.make_lr_schedule(
         base_lr=oc.lr, total_steps=total_steps, steps_per_epoch=spe, kind=oc.schedule,
         milestones_epochs=oc.milestones_epochs, gamma=oc.gamma,
@@ -138,7 +140,10 @@ def train_and_evaluate(
         abstract, mesh, rules=tuple(map(tuple, config.mesh.rules)),
         min_size=config.mesh.fsdp_min_size,
     )  # fmt: skip
+    t_init = time.perf_counter()
     state = jax.jit(init_fn, out_shardings=state_sh)(rng)
+    log.info("initialised %s on a %s mesh in %.1f s", config.model.name, dict(mesh.shape),
+             time.perf_counter() - t_init)  # fmt: skip
 
     manager = ckpt_lib.make_manager(
         workdir / "checkpoints", max_to_keep=tc.keep_checkpoints, async_save=tc.async_checkpointing
@@ -204,61 +209,67 @@ def train_and_evaluate(
             )
         return host
 
-    with _StopFlag() as stop:
-        while step < total_steps:
-            t0 = time.perf_counter()
-            host_batch = next(train_iter)
-            wait_s += time.perf_counter() - t0
-            if tc.debug_nan_step == step + 1:
-                host_batch = dict(host_batch, image=np.full_like(host_batch["image"], np.nan))
-            batch = sharding_lib.make_global_batch(
-                {k: host_batch[k] for k in ("image", "heatmaps", "target_weight")}, mesh
-            )
-            if compiled is None:
-                compiled = train_step.lower(state, batch).compile()
-                flops_per_step = log_lib.compiled_flops(compiled)
-            state, metrics = compiled(state, batch)
-            step += 1
-            steps_since += 1
-            if pending is not None:
-                last = check(pending)
+    try:
+        with _StopFlag() as stop:
+            while step < total_steps:
+                t0 = time.perf_counter()
+                host_batch = next(train_iter)
+                wait_s += time.perf_counter() - t0
+                if tc.debug_nan_step == step + 1:
+                    host_batch = dict(host_batch, image=np.full_like(host_batch["image"], np.nan))
+                batch = sharding_lib.make_global_batch(
+                    {k: host_batch[k] for k in ("image", "heatmaps", "target_weight")}, mesh
+                )
+                if compiled is None:
+                    t_c = time.perf_counter()
+                    compiled = train_step.lower(state, batch).compile()
+                    flops_per_step = log_lib.compiled_flops(compiled)
+                    log.info("compiled the train step in %.1f s", time.perf_counter() - t_c)
+                state, metrics = compiled(state, batch)
+                step += 1
+                steps_since += 1
+                if pending is not None:
+                    last = check(pending)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{last['loss']:.3g}", lr=f"{last['lr']:.2g}")
+                pending = (step, metrics)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{last['loss']:.3g}", lr=f"{last['lr']:.2g}")
-            pending = (step, metrics)
-            if bar is not None:
-                bar.update(gbs)
+                    bar.update(gbs)
 
-            is_last = step == total_steps
-            if step % tc.log_every_steps == 0 or is_last:
-                host = check(pending)
-                dt = time.perf_counter() - t_log
-                ips = steps_since * gbs / dt
-                mfu = None
-                if peak and flops_per_step:
-                    mfu = flops_per_step * steps_since / dt / (n_dev * peak)
-                writer.write(step, {
-                    "train/loss": host["loss"], "train/grad_norm": host["grad_norm"],
-                    "train/param_norm": host["param_norm"], "train/lr": host["lr"],
-                    "perf/img_per_s": ips, "perf/img_per_s_per_device": ips / n_dev,
-                    "perf/data_wait_frac": wait_s / dt, "perf/mfu": mfu,
-                    "perf/gflops_per_img": flops_per_step / gbs / 1e9 if flops_per_step else None,
-                    "epoch": step / spe,
-                })  # fmt: skip
-                t_log, wait_s, steps_since = time.perf_counter(), 0.0, 0
+                is_last = step == total_steps
+                if step % tc.log_every_steps == 0 or is_last:
+                    host = check(pending)
+                    dt = time.perf_counter() - t_log
+                    ips = steps_since * gbs / dt
+                    mfu = None
+                    if peak and flops_per_step:
+                        mfu = flops_per_step * steps_since / dt / (n_dev * peak)
+                    writer.write(step, {
+                        "train/loss": host["loss"], "train/grad_norm": host["grad_norm"],
+                        "train/param_norm": host["param_norm"], "train/lr": host["lr"],
+                        "perf/img_per_s": ips, "perf/img_per_s_per_device": ips / n_dev,
+                        "perf/data_wait_frac": wait_s / dt, "perf/mfu": mfu,
+                        "perf/gflops_per_img": flops_per_step / gbs / 1e9 if flops_per_step else None,
+                        "epoch": step / spe,
+                    })  # fmt: skip
+                    t_log, wait_s, steps_since = time.perf_counter(), 0.0, 0
 
-            if stop.should_stop(step):
-                check(pending)
-                ckpt_lib.save_train_state(manager, step, state, train_iter, force=True)
-                manager.wait_until_finished()
-                log.warning("stopped by signal: saved step %d", step)
-                summary["preempted"] = True
-                break
-            if step % ckpt_every == 0 or is_last:
-                check(pending)
-                ckpt_lib.save_train_state(manager, step, state, train_iter, force=is_last)
-            if (eval_every and step % eval_every == 0) or (is_last and eval_fn is not None):
-                run_eval(step)
+                if stop.should_stop(step):
+                    check(pending)
+                    ckpt_lib.save_train_state(manager, step, state, train_iter, force=True)
+                    manager.wait_until_finished()
+                    log.warning("stopped by signal: saved step %d", step)
+                    summary["preempted"] = True
+                    break
+                if step % ckpt_every == 0 or is_last:
+                    check(pending)
+                    ckpt_lib.save_train_state(manager, step, state, train_iter, force=is_last)
+                if (eval_every and step % eval_every == 0) or (is_last and eval_fn is not None):
+                    run_eval(step)
 
+    finally:
+        # Pending async saves are of good states: let them land even when the loop raised.
+        manager.wait_until_finished()
     if bar is not None:
         bar.close()
     if pending is not None:

@@ -41,7 +41,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.input_hw = (256, 192)
     c.data.heatmap_hw = (64, 48)
     c.data.sigma = 2.0
-    c.data.augment = True  # the official half-body/scale/rotate/flip/colour augmentation
+    c.data.augment = (
+        "official"  # official (half body, scale, rotation, flip, colour) | light | none
+    )
     c.data.num_workers = 0  # grain worker processes per host (0: in the main process)
     c.data.shuffle = True
     c.data.repeat_sample = 1  # repeat a tiny training set within one epoch
@@ -110,7 +112,7 @@ def apply_tiny(c: ml_collections.ConfigDict) -> None:
     c.data.input_hw = (128, 96)
     c.data.heatmap_hw = (32, 24)
     c.data.sigma = 1.5
-    c.data.augment = False
+    c.data.augment = "none"
     c.data.repeat_sample = 2
     c.train.global_batch_size = 8
     c.train.total_steps = TINY_STEPS

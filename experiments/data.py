@@ -1,0 +1,143 @@
+"""The data of a run, built from a config: this host's train iterator, the evaluation and pictures.
+
+experiments/ is the one layer that knows both data_pipelines and the trainer; aggpose_jax.training only
+receives what is built here (an iterator, `steps_per_epoch`, an eval function, a render function).
+"""
+
+import dataclasses
+import logging
+import pathlib
+from collections.abc import Callable, Iterator
+
+import cv2
+import jax
+import ml_collections
+import numpy as np
+
+from aggpose_jax.evaluation import evaluator, visualize
+from aggpose_jax.keypoints import metainfo
+from data_pipelines import augment, loaders, sources, transforms
+
+log = logging.getLogger(__name__)
+
+NO_AUGMENT = transforms.AugmentConfig(
+    half_body_prob=0.0, scale_factor=0.0, rotation_prob=0.0, flip_prob=0.0, jitter_prob=0.0
+)
+# Flip and a mild scale change only: enough to regularise a tiny run, cheap on the host.
+LIGHT_AUGMENT = transforms.AugmentConfig(
+    half_body_prob=0.0, scale_factor=0.15, rotation_factor=15.0, rotation_prob=0.3, jitter_prob=0.0
+)
+AUGMENTS = {"official": transforms.AugmentConfig(), "light": LIGHT_AUGMENT, "none": NO_AUGMENT}
+
+
+@dataclasses.dataclass
+class RunData:
+    """What train_and_evaluate needs from the data side."""
+
+    train_iter: Iterator[dict[str, np.ndarray]]
+    steps_per_epoch: int
+    eval_fn: Callable | None
+    render_fn: Callable | None
+
+
+def _paths(config: ml_collections.ConfigDict, split: str) -> sources.SamplePaths:
+    d = config.data
+    if not d.root:
+        return sources.sample_paths()
+    paths = sources.coco_paths(d.root, split, d.det_file or None)
+    ann, images = (d.train_ann, d.train_images) if split == "train" else (d.val_ann, d.val_images)
+    return dataclasses.replace(
+        paths,
+        gt_json=pathlib.Path(ann) if ann else paths.gt_json,
+        image_root=pathlib.Path(images) if images else paths.image_root,
+    )
+
+
+def make_data(config: ml_collections.ConfigDict) -> RunData:
+    """This host's share of the training stream (shard = jax.process_index()), eval and pictures."""
+    d, fmt = config.data, metainfo.get_format(config.data.keypoint_format)
+    if d.augment not in AUGMENTS:
+        raise ValueError(f"unknown data.augment {d.augment!r}; known: {', '.join(AUGMENTS)}")
+    if not d.root:
+        log.info(
+            "no data.root given: training and evaluating on the bundled COCO sample (4 images)"
+        )
+    train_paths, val_paths = _paths(config, "train"), _paths(config, "val")
+    common = dict(fmt=fmt, input_hw=tuple(d.input_hw))
+    train_records = sources.load_coco_records(train_paths.gt_json, train_paths.image_root, **common)
+    if d.repeat_sample > 1:
+        rows = [train_records[i] for i in range(len(train_records))] * d.repeat_sample
+        train_records = sources.PersonRecords.from_records(rows, fmt.num_keypoints)
+    n_proc = jax.process_count()
+    batch = config.train.global_batch_size // n_proc
+    loader = loaders.make_train_loader(
+        train_records, fmt=fmt, input_hw=tuple(d.input_hw), heatmap_hw=tuple(d.heatmap_hw),
+        sigma=d.sigma, batch_size=batch, seed=config.seed, shard_index=jax.process_index(),
+        shard_count=n_proc, shuffle=d.shuffle, num_workers=d.num_workers,
+        augment_cfg=AUGMENTS[d.augment],
+    )  # fmt: skip
+    steps_per_epoch = max(1, loader.batches_per_epoch)
+
+    use_gt = config.eval.use_gt_bbox
+    if not use_gt and val_paths.det_json is None:
+        raise ValueError("eval.use_gt_bbox=False needs data.det_file (detector boxes)")
+    val_records = sources.load_coco_records(
+        val_paths.gt_json, val_paths.image_root,
+        det_json=None if use_gt else val_paths.det_json, **common,
+    )  # fmt: skip
+    if config.eval.max_images > 0:
+        keep_ids = sorted(set(val_records.image_ids.tolist()))[: config.eval.max_images]
+        rows = [
+            val_records[i] for i in range(len(val_records)) if val_records.image_ids[i] in keep_ids
+        ]
+        val_records = sources.PersonRecords.from_records(rows, fmt.num_keypoints)
+
+    def eval_batches():
+        # Every host predicts the whole set (the predict function expects equal inputs everywhere).
+        return iter(
+            loaders.make_eval_batches(
+                val_records, batch_size=config.eval.batch_size, input_hw=tuple(d.input_hw)
+            )
+        )
+
+    nms = "oks" if fmt.name == "coco" else None  # the official infant evaluation has no NMS
+
+    def eval_fn(predict, workdir: pathlib.Path) -> dict[str, float]:
+        stats, _ = evaluator.run_evaluation(
+            predict, eval_batches(), str(val_paths.gt_json), fmt,
+            flip_test=config.eval.flip_test, nms=nms,
+            results_path=str(workdir / "results" / "keypoints_val.json"),
+        )  # fmt: skip
+        return {k: float(v) for k, v in stats.items()}
+
+    def render_fn(predict, workdir: pathlib.Path) -> None:
+        render_predictions(predict, val_records, fmt, tuple(d.input_hw), workdir, config)
+
+    return RunData(
+        train_iter=iter(loader),
+        steps_per_epoch=steps_per_epoch,
+        eval_fn=eval_fn,
+        render_fn=render_fn if config.eval.render else None,
+    )
+
+
+def render_predictions(predict, records, fmt, input_hw, workdir: pathlib.Path, config) -> None:
+    """Saves <workdir>/poses_<image_id>.png (first image, all its persons) and heatmaps_<id>.png."""
+    first = int(records.image_ids[0])
+    rows = [records[i] for i in range(len(records)) if int(records.image_ids[i]) == first]
+    subset = sources.PersonRecords.from_records(rows, fmt.num_keypoints)
+    batches = loaders.make_eval_batches(subset, batch_size=len(rows), input_hw=input_hw)
+    preds = evaluator.collect_predictions(
+        predict, iter(batches), fmt, flip_test=config.eval.flip_test
+    )
+    image = cv2.cvtColor(cv2.imread(rows[0]["image_path"]), cv2.COLOR_BGR2RGB)
+    out = workdir / f"poses_{first}.png"
+    visualize.render_poses(image, preds.coords, preds.maxvals, fmt, out)
+    crop = next(iter(batches))["image"][:1]
+    heatmaps = np.asarray(predict(crop))[0]
+    rgb = np.clip(
+        (crop[0] * np.asarray(augment.STD_RGB) + np.asarray(augment.MEAN_RGB)) * 255, 0, 255
+    )
+    visualize.render_heatmaps(heatmaps, workdir / f"heatmaps_{first}.png", fmt.keypoint_names,
+                              image_rgb=rgb.astype(np.uint8))  # fmt: skip
+    log.info("pictures: %s, %s", out, workdir / f"heatmaps_{first}.png")
