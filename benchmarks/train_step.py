@@ -1,0 +1,116 @@
+"""AggPose training-step and forward speed.
+
+    python -m benchmarks.train_step [--model aggpose_l] [--batch 2] [--dtype float32] [--json]
+
+Times a jitted training step (forward + backward of the official target-weighted joints MSE, drop path
+active, gradients returned) and a jitted eval forward, as the median of `--runs` runs after warm-up.
+On an accelerator it also reports images/s and MFU (model FLOPs = 3 x forward MACs x 2 per image,
+against the peak dense bf16/fp32 FLOP/s of the device, from the table below).
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aggpose_jax.models import summary, variants
+from aggpose_jax.training.losses import joints_mse_loss
+
+# Peak dense FLOP/s per device (vendor figures, no sparsity), by dtype.
+PEAK_FLOPS = {
+    "H100": {"bfloat16": 989e12, "float32": 67e12},
+    "H200": {"bfloat16": 989e12, "float32": 67e12},
+    "A100": {"bfloat16": 312e12, "float32": 19.5e12},
+}
+
+
+def _median_time(fn, args, runs: int) -> float:
+    jax.block_until_ready(fn(*args))  # Warm-up (after compilation).
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(
+    model_name: str, batch: int, input_hw: tuple[int, int], dtype: str, scan: bool, remat: bool,
+    runs: int,
+) -> dict:  # fmt: skip
+    """Times one configuration. Returns a dict of figures (seconds, img/s, MFU where known)."""
+    model = variants.make_model(
+        model_name, 17, dtype=jnp.dtype(dtype), scan_blocks=scan, remat=remat
+    )
+    images = jax.random.normal(jax.random.key(0), (batch, *input_hw, 3))
+    hm_hw = (input_hw[0] // 4, input_hw[1] // 4)
+    targets = jax.random.uniform(jax.random.key(1), (batch, *hm_hw, 17))
+    weights = jnp.ones((batch, 17))
+    # Random params straight from the shapes: timing does not need the official init (and skips
+    # compiling it).
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images[:1])["params"]
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: jnp.asarray(0.02 * rng.standard_normal(s.shape, np.float32)),
+                          shapes)  # fmt: skip
+
+    def loss_fn(p, x, y, w, key):
+        heatmaps = model.apply({"params": p}, x, train=True, rngs={"dropout": key})
+        return joints_mse_loss(heatmaps, y, w)
+
+    train_step = jax.jit(jax.value_and_grad(loss_fn))
+    forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    key = jax.random.key(2)
+    start = time.perf_counter()
+    jax.block_until_ready(train_step(params, images, targets, weights, key))
+    compile_train = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(forward(params, images))
+    compile_fwd = time.perf_counter() - start
+    out = {
+        "model": model_name,
+        "batch": batch,
+        "input_hw": list(input_hw),
+        "dtype": dtype,
+        "scan_blocks": scan,
+        "remat": remat,
+        "device": jax.devices()[0].device_kind,
+        "train_step_s": _median_time(train_step, (params, images, targets, weights, key), runs),
+        "forward_s": _median_time(forward, (params, images), runs),
+        "first_train_call_s": compile_train,
+        "first_forward_call_s": compile_fwd,
+    }
+    out["train_img_per_s"] = batch / out["train_step_s"]
+    gmacs = summary.summarize(model_name, 17, input_hw)["gmacs"]
+    peak = next((v for k, v in PEAK_FLOPS.items() if k in out["device"]), None)
+    if peak is not None:
+        step_flops = 3 * 2 * gmacs * 1e9 * batch
+        out["mfu"] = step_flops / out["train_step_s"] / peak[dtype]
+    return out
+
+
+def main() -> None:
+    """Command line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="aggpose_l")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--input-hw", type=int, nargs=2, default=(256, 192))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--no-scan", action="store_true", help="unrolled block groups")
+    parser.add_argument("--remat", action="store_true")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    args = parser.parse_args()
+    res = run(args.model, args.batch, tuple(args.input_hw), args.dtype, not args.no_scan,
+              args.remat, args.runs)  # fmt: skip
+    for k, v in res.items():
+        print(f"{k:>22}: {v:.4f}" if isinstance(v, float) else f"{k:>22}: {v}")
+    if args.json:
+        print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
