@@ -108,6 +108,7 @@ def train_and_evaluate(
     `model` replaces the module built from config.model (tests use a small conv net).
     """
     workdir = pathlib.Path(workdir)
+    eval_fn = eval_fn if config.eval.enabled else None
     workdir.mkdir(parents=True, exist_ok=True)
     tc, oc = config.train, config.optim
     mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.fsdp)

@@ -86,6 +86,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     )  # (regex on the param path, "fsdp" | "replicate"), first match wins
 
     c.eval = ml_collections.ConfigDict()
+    c.eval.enabled = True
     c.eval.every_steps = -1  # -1: once per epoch; 0: only at the end
     c.eval.use_gt_bbox = True  # the official COCO yaml evaluates with ground-truth boxes
     c.eval.flip_test = True

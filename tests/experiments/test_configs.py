@@ -1,0 +1,96 @@
+"""Every experiment config builds and locks; the command line rejects unknown keys, bad values and
+unknown experiments with a clear message."""
+
+import pytest
+
+from experiments import run
+from experiments.configs import common
+
+EXPERIMENTS = ["aggpose_l", "aggpose_s", "aggpose_l_384", "aggpose_l_infant", "segformer_b5_pose"]
+
+
+def test_known_experiments_are_the_config_files():
+    assert run.known_experiments() == sorted(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("arg", [None, "tiny"])
+def test_config_builds_locked_with_the_base_schema(name, arg):
+    config = run.load_config(name if arg is None else f"{name}:{arg}")
+    base = common.get_base_config()
+
+    def keys(c, prefix=""):
+        out = set()
+        for k, v in c.items():
+            out |= keys(v, f"{prefix}{k}.") if hasattr(v, "items") else {prefix + k}
+        return out
+
+    assert keys(config) == keys(base)  # nothing re-declared, nothing missing
+    assert config.is_locked
+    with pytest.raises(AttributeError):
+        config.optim.lrr = 1.0
+    h, w = config.data.input_hw
+    assert h % 32 == 0 and w % 32 == 0
+    assert tuple(config.data.heatmap_hw) == (h // 4, w // 4)
+    if arg == "tiny":
+        assert config.train.global_batch_size <= 8 and config.train.total_steps <= 200
+        assert config.data.root == ""
+
+
+def test_official_recipe_values():
+    cl = run.load_config("aggpose_l")
+    assert (cl.optim.lr, cl.optim.weight_decay, cl.optim.milestones_epochs) == (
+        1e-3,
+        0.01,
+        (170, 200, 240),
+    )
+    assert (cl.train.num_epochs, cl.train.global_batch_size, cl.data.sigma) == (500, 64, 2.0)
+    assert cl.optim.one_epoch_early
+    l384 = run.load_config("aggpose_l_384")
+    assert (tuple(l384.data.input_hw), l384.data.sigma, l384.train.global_batch_size) == (
+        (384, 288),
+        3.0,
+        32,
+    )
+    assert (l384.optim.milestones_epochs, l384.train.num_epochs) == ((210, 280, 350), 400)
+    inf = run.load_config("aggpose_l_infant")
+    assert (inf.optim.lr, inf.optim.milestones_epochs, inf.train.num_epochs) == (
+        1e-4,
+        (50, 80),
+        100,
+    )
+    assert inf.data.keypoint_format == "infant" and inf.train.init_reinit == "final_layer/fc2"
+
+
+def test_overrides_typed_and_errors():
+    config = run.load_config("aggpose_l:tiny")
+    run.apply_override(config, "optim.lr", "1e-4")
+    run.apply_override(config, "data.input_hw", "(64, 32)")
+    run.apply_override(config, "model.dtype", "bfloat16")
+    run.apply_override(config, "train.total_steps", "7")
+    assert (config.optim.lr, tuple(config.data.input_hw), config.model.dtype) == (
+        1e-4,
+        (64, 32),
+        "bfloat16",
+    )
+    with pytest.raises(run.UsageError, match="did you mean lr"):
+        run.apply_override(config, "optim.lrr", "1")
+    with pytest.raises(run.UsageError, match="unknown config key"):
+        run.apply_override(config, "optimizer.lr", "1")
+    with pytest.raises(run.UsageError, match="bad value for train.total_steps"):
+        run.apply_override(config, "train.total_steps", "many")
+    with pytest.raises(run.UsageError, match="bad value for optim.one_epoch_early"):
+        run.apply_override(config, "optim.one_epoch_early", "3")
+    with pytest.raises(run.UsageError, match="unknown experiment 'aggpose_xl'; known: aggpose_l"):
+        run.load_config("aggpose_xl")
+    with pytest.raises(ValueError, match="unknown config variant"):
+        run.load_config("aggpose_l:huge")
+
+
+def test_main_reports_usage_errors(capsys):
+    assert run.main(["--exp=nope"]) == 2
+    assert "known: aggpose_l" in capsys.readouterr().err
+    assert run.main(["--exp=aggpose_l:tiny", "--config.optim.nope=1"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
+    args, overrides = run.parse_args(["--exp=x", "--config.optim.lr=1", "train.seed=3"])
+    assert overrides == [("optim.lr", "1"), ("train.seed", "3")]
