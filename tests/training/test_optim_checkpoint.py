@@ -1,0 +1,63 @@
+"""The official schedule (one epoch early), and params-only init_from with a re-initialised head."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import serialization
+
+from aggpose_jax.training import checkpoint, optim
+
+
+def test_multistep_one_epoch_early_as_the_official_loop():
+    spe = 10
+    s = optim.make_lr_schedule(base_lr=1e-3, total_steps=5000, steps_per_epoch=spe,
+                               milestones_epochs=(170, 200, 240), one_epoch_early=True)  # fmt: skip
+    lr_of_epoch = lambda e: float(s(e * spe))
+    # 0-indexed epoch e uses lr * 0.1 ** (milestones <= e + 1): 1e-3 for 0-168, 1e-4 for 169-198...
+    assert lr_of_epoch(168) == pytest.approx(1e-3)
+    assert float(s(169 * spe - 1)) == pytest.approx(1e-3)
+    assert lr_of_epoch(169) == pytest.approx(1e-4)
+    assert lr_of_epoch(199) == pytest.approx(1e-5)
+    assert lr_of_epoch(239) == pytest.approx(1e-6)
+    textbook = optim.make_lr_schedule(base_lr=1e-3, total_steps=5000, steps_per_epoch=spe,
+                                      milestones_epochs=(170,), one_epoch_early=False)  # fmt: skip
+    assert float(textbook(169 * spe)) == pytest.approx(1e-3)
+    assert float(textbook(170 * spe)) == pytest.approx(1e-4)
+
+
+def test_warmup_and_cosine():
+    s = optim.make_lr_schedule(base_lr=1.0, total_steps=110, steps_per_epoch=10, kind="cosine",
+                               warmup_steps=10)  # fmt: skip
+    assert float(s(0)) == pytest.approx(0.1)
+    assert float(s(9)) == pytest.approx(1.0)
+    assert float(s(110)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        optim.make_lr_schedule(base_lr=1.0, total_steps=1, steps_per_epoch=1, kind="poly")
+
+
+def test_init_from_keeps_the_reinit_head_fresh(tmp_path):
+    rng = np.random.default_rng(0)
+    coco = {"body": {"kernel": rng.normal(size=(4, 4)).astype(np.float32)},
+            "final_layer": {"fc2": {"kernel": rng.normal(size=(4, 17)).astype(np.float32)}}}  # fmt: skip
+    path = tmp_path / "coco.msgpack"
+    path.write_bytes(serialization.msgpack_serialize(coco))
+    fresh = {"body": {"kernel": jnp.zeros((4, 4))},
+             "final_layer": {"fc2": {"kernel": jnp.ones((4, 21))}}}  # fmt: skip
+    params, kept = checkpoint.load_init_params(str(path), fresh, reinit="final_layer/fc2")
+    np.testing.assert_array_equal(params["body"]["kernel"], coco["body"]["kernel"])
+    np.testing.assert_array_equal(params["final_layer"]["fc2"]["kernel"], np.ones((4, 21)))
+    assert kept == ["final_layer/fc2/kernel"]
+    with pytest.raises(ValueError, match="init_reinit"):
+        checkpoint.load_init_params(str(path), fresh)
+
+
+def test_non_finite_params_are_never_saved(tmp_path):
+    from aggpose_jax.training.state import TrainState
+
+    manager = checkpoint.make_manager(tmp_path / "ckpt", async_save=False)
+    bad = TrainState(step=jnp.array(3), params={"w": jnp.array([1.0, jnp.nan])}, opt_state=(),
+                     rng=jax.random.PRNGKey(0))  # fmt: skip
+    with pytest.raises(FloatingPointError, match="step 3"):
+        checkpoint.save_train_state(manager, 3, bad)
+    assert manager.latest_step() is None
