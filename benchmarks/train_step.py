@@ -33,7 +33,7 @@ def _median_time(fn, args, runs: int) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(fn(*args))  # A no-op for torch (synchronous on the CPU).
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -92,6 +92,34 @@ def run(
     return out
 
 
+def run_torch_baseline(batch: int, input_hw: tuple[int, int], runs: int) -> dict:
+    """PyTorch AggPose-L (the test-suite oracle, same ops as the official model) on the CPU, 2 threads.
+
+    Eval-mode blocks (no drop path), MSE loss; forward + backward per step, as the official loop.
+    """
+    import torch
+
+    from tests.models.torch_aggpose import TorchAggPose
+
+    torch.set_num_threads(2)
+    model = TorchAggPose((64, 128, 320, 512), (1, 2, 5, 8), (8, 4, 2, 1),
+                         ((3, 3, 3, 3), (6, 3, 3), (40, 3), (3,)), 17)  # fmt: skip
+    images = torch.randn(batch, 3, *input_hw)
+    targets = torch.rand(batch, 17, input_hw[0] // 4, input_hw[1] // 4)
+
+    def step():
+        model.zero_grad()
+        loss = 0.5 * ((model(images) - targets) ** 2).mean()
+        loss.backward()
+
+    def forward():
+        with torch.no_grad():
+            model(images)
+
+    return {"torch_train_step_s": _median_time(step, (), runs),
+            "torch_forward_s": _median_time(forward, (), runs)}  # fmt: skip
+
+
 def main() -> None:
     """Command line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -102,10 +130,16 @@ def main() -> None:
     parser.add_argument("--no-scan", action="store_true", help="unrolled block groups")
     parser.add_argument("--remat", action="store_true")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--torch-baseline", action="store_true",
+                        help="also time the PyTorch oracle of the tests (needs torch)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
     res = run(args.model, args.batch, tuple(args.input_hw), args.dtype, not args.no_scan,
               args.remat, args.runs)  # fmt: skip
+    if args.torch_baseline:
+        res.update(run_torch_baseline(args.batch, tuple(args.input_hw), args.runs))
+        res["speedup_train"] = res["torch_train_step_s"] / res["train_step_s"]
+        res["speedup_forward"] = res["torch_forward_s"] / res["forward_s"]
     for k, v in res.items():
         print(f"{k:>22}: {v:.4f}" if isinstance(v, float) else f"{k:>22}: {v}")
     if args.json:

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aggpose_jax.models.layers import PLAIN_LN_EPS, conv_kernel_init, make_dense, make_layer_norm
+from aggpose_jax.models.layers import PLAIN_LN_EPS, PatchConv, make_dense, make_layer_norm
 
 Dtype = Any
 AttentionImpl = Literal["xla", "cudnn"] | None
@@ -48,16 +48,7 @@ class EfficientSelfAttention(nn.Module):
         q = make_dense(channels, "q", self.dtype, self.qkv_bias)(x)
         q = q.reshape(batch, height * width, self.num_heads, head_dim)
         if self.sr_ratio > 1:
-            r = self.sr_ratio
-            x = nn.Conv(
-                channels,
-                (r, r),
-                strides=(r, r),
-                padding="VALID",
-                dtype=self.dtype,
-                kernel_init=conv_kernel_init(),
-                name="sr",
-            )(x)
+            x = PatchConv(channels, self.sr_ratio, self.dtype, name="sr")(x)
             x = make_layer_norm(PLAIN_LN_EPS, "norm", self.dtype)(x)
         kv = make_dense(2 * channels, "kv", self.dtype, self.qkv_bias)(x)
         kv = kv.reshape(batch, -1, 2, self.num_heads, head_dim)
