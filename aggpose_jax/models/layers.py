@@ -26,6 +26,7 @@ dense_kernel_init = nn.initializers.normal(stddev=0.02)
 # (patch-embed norms, attention sequence-reduction norms).
 NORM_EPS = 1e-6
 PLAIN_LN_EPS = 1e-5
+DEPTHWISE_SCOPE = "depthwise_conv3x3"
 
 
 def conv_kernel_init(groups: int = 1) -> nn.initializers.Initializer:
@@ -88,11 +89,13 @@ class DepthwiseConv3x3(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (channels,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         height, width = x.shape[1:3]
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        out = bias
-        for i in range(3):
-            for j in range(3):
-                out = out + padded[:, i : i + height, j : j + width, :] * kernel[i, j, 0]
+        # The scope name lets summary.count_macs count these multiplies as conv MACs.
+        with jax.named_scope(DEPTHWISE_SCOPE):
+            padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            out = bias
+            for i in range(3):
+                for j in range(3):
+                    out = out + padded[:, i : i + height, j : j + width, :] * kernel[i, j, 0]
         return out
 
 

@@ -4,7 +4,8 @@
 
 Three compute figures for one image (batch 1):
 * `gmacs`: multiply-adds of every matmul and convolution, attention matmuls included, counted on the
-  traced program (jaxpr) from operand shapes - the same quantity as torch's FlopCounterMode / 2, the
+  traced program (jaxpr) from operand shapes (the depthwise convs, computed as shifted multiplies, are
+  recognised by their named scope) - the same quantity as torch's FlopCounterMode / 2, the
   counter behind the official figures. Scanned block groups count `length` times.
 * `gmacs_no_attention`: the same without the q.k^T and attn.v matmuls (the batched dot_generals), which
   is what thop-style counters report and what the AggPose paper's GFLOPs match for AggPose-L.
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 from jax.extend import core as jex_core
 
 from aggpose_jax.models import variants
+from aggpose_jax.models.layers import DEPTHWISE_SCOPE
 
 
 def _eqn_macs(eqn: Any) -> tuple[int, bool]:
@@ -34,6 +36,9 @@ def _eqn_macs(eqn: Any) -> tuple[int, bool]:
         out = eqn.outvars[0].aval.shape
         contract = math.prod(lhs[d] for d in lhs_c)
         return math.prod(out) * contract, bool(lhs_b)
+    if name == "mul" and DEPTHWISE_SCOPE in str(eqn.source_info.name_stack):
+        # The depthwise 3x3 conv runs as nine shifted multiplies: one MAC per product.
+        return math.prod(eqn.outvars[0].aval.shape), False
     if name == "conv_general_dilated":
         rhs = eqn.invars[1].aval.shape  # flax kernel (kh, kw, in/groups, out) in HWIO
         spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...) positions

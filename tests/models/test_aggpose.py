@@ -32,8 +32,8 @@ def test_official_parameter_counts(name, k, expected):
 )
 def test_gmacs_match_the_official_counts(name, gmacs, no_attn):
     row = summary.summarize(name, 17, (256, 192))
-    assert abs(row["gmacs"] / gmacs - 1) < 0.02
-    assert abs(row["gmacs_no_attention"] / no_attn - 1) < 0.02
+    assert abs(row["gmacs"] / gmacs - 1) < 0.005  # Within the official figures' rounding.
+    assert abs(row["gmacs_no_attention"] / no_attn - 1) < 0.005
 
 
 def test_drop_path_rates_follow_the_official_schedule():
