@@ -58,6 +58,89 @@ def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
+def _pad1(x: jax.Array) -> jax.Array:
+    """Zero-pads H and W by one. Shapes: (B, H, W, C) -> (B, H+2, W+2, C)."""
+    return jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+
+def _depthwise_forward(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    height, width = x.shape[1:3]
+    # The scope name lets summary.count_macs count these multiplies as conv MACs.
+    with jax.named_scope(DEPTHWISE_SCOPE):
+        padded = _pad1(x)
+        out = bias
+        for i in range(3):
+            for j in range(3):
+                out = out + padded[:, i : i + height, j : j + width, :] * kernel[i, j, 0]
+    return out
+
+
+@jax.custom_vjp
+def depthwise_conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """3x3 depthwise correlation, zero padding 1. Shapes: x (B, H, W, C), kernel (3, 3, 1, C), bias (C,).
+
+    Returns (B, H, W, C). Computed as nine shifted multiplies: XLA's CPU backend runs the gradient of a
+    grouped convolution very slowly (~5x slower at AggPose sizes). The gradient is hand-written too:
+    left to autodiff, XLA fuses the producer of the cotangent (GELU derivative, fc2 transpose) into
+    each of the nine shifted reads of the transposed pads, which made one Mix-FFN backward ~4x slower.
+    """
+    return _depthwise_forward(x, kernel, bias)
+
+
+def _depthwise_fwd(x, kernel, bias):
+    return _depthwise_forward(x, kernel, bias), (x, kernel)
+
+
+def _depthwise_bwd(res, grad):
+    x, kernel = res
+    height, width = x.shape[1:3]
+    # Materialise the cotangent once so that nothing upstream is recomputed per tap.
+    grad = jax.lax.optimization_barrier(grad)
+    grad_padded, x_padded = _pad1(grad), _pad1(x)
+    # out[h, w] = sum_ij x_pad[h + i, w + j] k[i, j]  =>  dx[h, w] = sum_ij g_pad[h + 2 - i, w + 2 - j] k[i, j].
+    dx = jnp.zeros_like(x)
+    for i in range(3):
+        for j in range(3):
+            dx = (
+                dx
+                + grad_padded[:, 2 - i : 2 - i + height, 2 - j : 2 - j + width, :] * kernel[i, j, 0]
+            )
+    taps = [
+        jnp.sum(x_padded[:, i : i + height, j : j + width, :] * grad, axis=(0, 1, 2))
+        for i in range(3)
+        for j in range(3)
+    ]
+    dkernel = jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
+    return dx, dkernel, jnp.sum(grad, axis=(0, 1, 2)).astype(kernel.dtype)
+
+
+depthwise_conv3x3.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+@jax.custom_vjp
+def gelu_exact(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU (Hendrycks & Gimpel 2016). Shapes: any -> same.
+
+    The forward is `jax.nn.gelu(approximate=False)`; the hand-written derivative Phi(x) + x phi(x)
+    is evaluated once per element from the saved input (autodiff's erf/exp chain got fused into the
+    depthwise backward and recomputed there).
+    """
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _gelu_fwd(x):
+    return jax.nn.gelu(x, approximate=False), x
+
+
+def _gelu_bwd(x, grad):
+    cdf = 0.5 * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
+    pdf = jnp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+    return (grad * (cdf + x * pdf).astype(grad.dtype),)
+
+
+gelu_exact.defvjp(_gelu_fwd, _gelu_bwd)
+
+
 class OverlapPatchEmbed(nn.Module):
     """Strided conv (with bias, padding k//2) then LayerNorm eps 1e-5. (B, H, W, Ci) -> (B, H/s, W/s, C)."""
 
@@ -76,8 +159,7 @@ class DepthwiseConv3x3(nn.Module):
     """3x3 depthwise conv, stride 1, zero padding 1, with bias. (B, H, W, C) -> (B, H, W, C).
 
     Params as a flax depthwise Conv (`kernel` (3, 3, 1, C), `bias` (C,)), computed as a sum of nine
-    shifted multiplies: XLA's CPU backend runs the gradient of a grouped convolution very slowly
-    (~5x slower than this at AggPose sizes), and the shifted form fuses into one loop on every backend.
+    shifted multiplies (see `depthwise_conv3x3`).
     """
 
     dtype: Dtype = jnp.float32
@@ -88,15 +170,7 @@ class DepthwiseConv3x3(nn.Module):
         kernel = self.param("kernel", conv_kernel_init(groups=channels), (3, 3, 1, channels))
         bias = self.param("bias", nn.initializers.zeros_init(), (channels,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        height, width = x.shape[1:3]
-        # The scope name lets summary.count_macs count these multiplies as conv MACs.
-        with jax.named_scope(DEPTHWISE_SCOPE):
-            padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-            out = bias
-            for i in range(3):
-                for j in range(3):
-                    out = out + padded[:, i : i + height, j : j + width, :] * kernel[i, j, 0]
-        return out
+        return depthwise_conv3x3(x, kernel, bias)
 
 
 class PatchConv(nn.Module):
@@ -182,7 +256,7 @@ class MixFFN(nn.Module):
         x = make_dense(self.hidden_features, "fc1", self.dtype)(x)
         x = DWConv(self.dtype, name="dwconv")(x)
         # Exact erf GELU: the tanh approximation moves a small model's output by ~3e-3.
-        x = jax.nn.gelu(x, approximate=False)
+        x = gelu_exact(x)
         return make_dense(self.out_features, "fc2", self.dtype)(x)
 
 
