@@ -3,7 +3,9 @@
     python -m benchmarks.train_step [--model aggpose_l] [--batch 2] [--dtype float32] [--json]
 
 Times a jitted training step (forward + backward of the official target-weighted joints MSE, drop path
-active, gradients returned) and a jitted eval forward, as the median of `--runs` runs after warm-up.
+active, gradients returned) and a jitted eval forward, as the median of `--runs` runs after warm-up,
+in wall-clock seconds and in process CPU seconds (`*_cpu_s`, all threads: less sensitive than wall
+time to other jobs on a shared machine).
 On an accelerator it also reports images/s and MFU (model FLOPs = 3 x forward MACs x 2 per image,
 against the peak dense bf16/fp32 FLOP/s of the device, from the table below).
 """
@@ -28,14 +30,16 @@ PEAK_FLOPS = {
 }
 
 
-def _median_time(fn, args, runs: int) -> float:
+def _median_times(fn, args, runs: int) -> tuple[float, float]:
+    """Median wall-clock and process CPU seconds (all threads) of one call."""
     jax.block_until_ready(fn(*args))  # Warm-up (after compilation).
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(*args))  # A no-op for torch (synchronous on the CPU).
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def run(
@@ -78,11 +82,12 @@ def run(
         "scan_blocks": scan,
         "remat": remat,
         "device": jax.devices()[0].device_kind,
-        "train_step_s": _median_time(train_step, (params, images, targets, weights, key), runs),
-        "forward_s": _median_time(forward, (params, images), runs),
         "first_train_call_s": compile_train,
         "first_forward_call_s": compile_fwd,
     }
+    step_args = (params, images, targets, weights, key)
+    out["train_step_s"], out["train_step_cpu_s"] = _median_times(train_step, step_args, runs)
+    out["forward_s"], out["forward_cpu_s"] = _median_times(forward, (params, images), runs)
     out["train_img_per_s"] = batch / out["train_step_s"]
     gmacs = summary.summarize(model_name, 17, input_hw)["gmacs"]
     peak = next((v for k, v in PEAK_FLOPS.items() if k in out["device"]), None)
@@ -116,8 +121,10 @@ def run_torch_baseline(batch: int, input_hw: tuple[int, int], runs: int) -> dict
         with torch.no_grad():
             model(images)
 
-    return {"torch_train_step_s": _median_time(step, (), runs),
-            "torch_forward_s": _median_time(forward, (), runs)}  # fmt: skip
+    out = {}
+    out["torch_train_step_s"], out["torch_train_step_cpu_s"] = _median_times(step, (), runs)
+    out["torch_forward_s"], out["torch_forward_cpu_s"] = _median_times(forward, (), runs)
+    return out
 
 
 def main() -> None:
