@@ -88,6 +88,7 @@ config = aggpose_l.get_config("tiny")
 with config.unlocked():
     config.data.keypoint_format = "coco"
     config.data.input_hw = HW
+    config.train.global_batch_size = GLOBAL_BATCH
     config.train.total_steps = args.steps
     config.train.steps_per_epoch = 4
     config.train.log_every_steps = 1
