@@ -121,15 +121,21 @@ depthwise_conv3x3.defvjp(_depthwise_fwd, _depthwise_bwd)
 def gelu_exact(x: jax.Array) -> jax.Array:
     """Exact (erf) GELU (Hendrycks & Gimpel 2016). Shapes: any -> same.
 
-    The forward is `jax.nn.gelu(approximate=False)`; the hand-written derivative Phi(x) + x phi(x)
-    is evaluated once per element from the saved input (autodiff's erf/exp chain got fused into the
+    The forward is torch's formula x (1 + erf(x / sqrt 2)) / 2: `jax.nn.gelu(approximate=False)`
+    goes through erfc, whose exp-and-divide expansion XLA's CPU backend recomputes in every consumer
+    fusion (a sixth of the AggPose-L training step). The hand-written derivative Phi(x) + x phi(x) is
+    evaluated once per element from the saved input (autodiff's erf/exp chain got fused into the
     depthwise backward and recomputed there).
     """
-    return jax.nn.gelu(x, approximate=False)
+    return _gelu_erf(x)
+
+
+def _gelu_erf(x: jax.Array) -> jax.Array:
+    return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def _gelu_fwd(x):
-    return jax.nn.gelu(x, approximate=False), x
+    return _gelu_erf(x), x
 
 
 def _gelu_bwd(x, grad):
