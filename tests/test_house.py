@@ -18,6 +18,7 @@ def test_import_ladder():
 
 
 def test_ruff_clean():
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=REPO_ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "."], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
