@@ -64,6 +64,8 @@ def _pad1(x: jax.Array) -> jax.Array:
 
 
 def _depthwise_forward(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """3x3 depthwise correlation, zero padding 1, as nine shifted multiplies (XLA's CPU backend runs a
+    grouped convolution's gradient ~5x slower). Shapes: x (B, H, W, C), kernel (3, 3, 1, C), bias (C,)."""
     height, width = x.shape[1:3]
     # The scope name lets summary.count_macs count these multiplies as conv MACs.
     with jax.named_scope(DEPTHWISE_SCOPE):
@@ -75,27 +77,11 @@ def _depthwise_forward(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.
     return out
 
 
-@jax.custom_vjp
-def depthwise_conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """3x3 depthwise correlation, zero padding 1. Shapes: x (B, H, W, C), kernel (3, 3, 1, C), bias (C,).
-
-    Returns (B, H, W, C). Computed as nine shifted multiplies: XLA's CPU backend runs the gradient of a
-    grouped convolution very slowly (~5x slower at AggPose sizes). The gradient is hand-written too:
-    left to autodiff, XLA fuses the producer of the cotangent (GELU derivative, fc2 transpose) into
-    each of the nine shifted reads of the transposed pads, which made one Mix-FFN backward ~4x slower.
-    """
-    return _depthwise_forward(x, kernel, bias)
-
-
-def _depthwise_fwd(x, kernel, bias):
-    return _depthwise_forward(x, kernel, bias), (x, kernel)
-
-
-def _depthwise_bwd(res, grad):
-    x, kernel = res
+def _depthwise_backward(
+    x: jax.Array, kernel: jax.Array, grad: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Gradients of `_depthwise_forward` w.r.t. x, kernel and bias, given the output cotangent."""
     height, width = x.shape[1:3]
-    # Materialise the cotangent once so that nothing upstream is recomputed per tap.
-    grad = jax.lax.optimization_barrier(grad)
     grad_padded, x_padded = _pad1(grad), _pad1(x)
     # out[h, w] = sum_ij x_pad[h + i, w + j] k[i, j]  =>  dx[h, w] = sum_ij g_pad[h + 2 - i, w + 2 - j] k[i, j].
     dx = jnp.zeros_like(x)
@@ -114,37 +100,70 @@ def _depthwise_bwd(res, grad):
     return dx, dkernel, jnp.sum(grad, axis=(0, 1, 2)).astype(kernel.dtype)
 
 
-depthwise_conv3x3.defvjp(_depthwise_fwd, _depthwise_bwd)
-
-
-@jax.custom_vjp
 def gelu_exact(x: jax.Array) -> jax.Array:
-    """Exact (erf) GELU (Hendrycks & Gimpel 2016). Shapes: any -> same.
+    """Exact (erf) GELU (Hendrycks & Gimpel 2016) in torch's formula x (1 + erf(x / sqrt 2)) / 2.
 
-    The forward is torch's formula x (1 + erf(x / sqrt 2)) / 2: `jax.nn.gelu(approximate=False)`
-    goes through erfc, whose exp-and-divide expansion XLA's CPU backend recomputes in every consumer
-    fusion (a sixth of the AggPose-L training step). The hand-written derivative Phi(x) + x phi(x) is
-    evaluated once per element from the saved input (autodiff's erf/exp chain got fused into the
-    depthwise backward and recomputed there).
+    Shapes: any -> same. `jax.nn.gelu(approximate=False)` goes through erfc, whose exp-and-divide
+    expansion XLA's CPU backend recomputes in every consumer fusion.
     """
-    return _gelu_erf(x)
-
-
-def _gelu_erf(x: jax.Array) -> jax.Array:
     return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
 
 
-def _gelu_fwd(x):
-    return _gelu_erf(x), x
-
-
-def _gelu_bwd(x, grad):
+def _gelu_derivative(x: jax.Array) -> jax.Array:
+    """d gelu / dx = Phi(x) + x phi(x). Shapes: any -> same."""
     cdf = 0.5 * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
     pdf = jnp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
-    return (grad * (cdf + x * pdf).astype(grad.dtype),)
+    return cdf + x * pdf
 
 
-gelu_exact.defvjp(_gelu_fwd, _gelu_bwd)
+def _mix_ffn_forward(x, w1, b1, dw_kernel, dw_bias, w2, b2):
+    hidden = x @ w1 + b1
+    return gelu_exact(_depthwise_forward(hidden, dw_kernel, dw_bias)) @ w2 + b2, hidden
+
+
+@jax.custom_vjp
+def mix_ffn(
+    x: jax.Array, w1: jax.Array, b1: jax.Array, dw_kernel: jax.Array, dw_bias: jax.Array,
+    w2: jax.Array, b2: jax.Array,
+) -> jax.Array:  # fmt: skip
+    """fc1 -> 3x3 depthwise conv (zero padding 1) -> exact GELU -> fc2, with a hand-written gradient.
+
+    Shapes: x (B, H, W, C), w1 (C, F), b1 (F,), dw_kernel (3, 3, 1, F), dw_bias (F,), w2 (F, O),
+    b2 (O,) -> (B, H, W, O). The gradient keeps only x and the fc1 output and recomputes the conv
+    and the GELU: left to autodiff, XLA's CPU backend recomputed the nine-tap sum and the erf inside
+    every consumer fusion (the GELU, its derivative, the residuals nn.scan stacks), and fused the
+    cotangent's producer into each of the nine shifted reads of the conv's transpose.
+    """
+    return _mix_ffn_forward(x, w1, b1, dw_kernel, dw_bias, w2, b2)[0]
+
+
+def _flat(x: jax.Array) -> jax.Array:
+    """(..., C) -> (N, C)."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def _mix_ffn_fwd(x, w1, b1, dw_kernel, dw_bias, w2, b2):
+    out, hidden = _mix_ffn_forward(x, w1, b1, dw_kernel, dw_bias, w2, b2)
+    return out, (x, hidden, w1, dw_kernel, dw_bias, w2)
+
+
+def _mix_ffn_bwd(res, grad):
+    x, hidden, w1, dw_kernel, dw_bias, w2 = res
+    batch_axes = tuple(range(grad.ndim - 1))
+    conv = _depthwise_forward(hidden, dw_kernel, dw_bias)
+    # Weight gradients as (G^T A)^T: XLA's CPU dot wants the contracted axis last on both sides, so
+    # the transposed copy is then of the narrower operand (grad), not of the 4x wider activation.
+    d_w2 = (_flat(grad).T @ _flat(gelu_exact(conv))).T
+    d_conv = (grad @ w2.T) * _gelu_derivative(conv)
+    d_hidden, d_dw_kernel, d_dw_bias = _depthwise_backward(hidden, dw_kernel, d_conv)
+    d_w1 = _flat(x).T @ _flat(d_hidden)
+    return (
+        d_hidden @ w1.T, d_w1.astype(w1.dtype), jnp.sum(d_hidden, axis=batch_axes).astype(w1.dtype),
+        d_dw_kernel, d_dw_bias, d_w2.astype(w2.dtype), jnp.sum(grad, axis=batch_axes).astype(w2.dtype),
+    )  # fmt: skip
+
+
+mix_ffn.defvjp(_mix_ffn_fwd, _mix_ffn_bwd)
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -161,22 +180,24 @@ class OverlapPatchEmbed(nn.Module):
         return make_layer_norm(PLAIN_LN_EPS, "norm", self.dtype)(x)
 
 
-class DepthwiseConv3x3(nn.Module):
-    """3x3 depthwise conv, stride 1, zero padding 1, with bias. (B, H, W, C) -> (B, H, W, C).
+class _DenseParams(nn.Module):
+    """The params of an official Linear as a flax Dense holds them: kernel (in, F), bias (F,)."""
 
-    Params as a flax depthwise Conv (`kernel` (3, 3, 1, C), `bias` (C,)), computed as a sum of nine
-    shifted multiplies (see `depthwise_conv3x3`).
-    """
-
-    dtype: Dtype = jnp.float32
+    features: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        channels = x.shape[-1]
+    def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", dense_kernel_init, (in_features, self.features))
+        return kernel, self.param("bias", nn.initializers.zeros_init(), (self.features,))
+
+
+class _DepthwiseParams(nn.Module):
+    """The params of a 3x3 depthwise conv as a flax Conv holds them: kernel (3, 3, 1, C), bias (C,)."""
+
+    @nn.compact
+    def __call__(self, channels: int) -> tuple[jax.Array, jax.Array]:
         kernel = self.param("kernel", conv_kernel_init(groups=channels), (3, 3, 1, channels))
-        bias = self.param("bias", nn.initializers.zeros_init(), (channels,))
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return depthwise_conv3x3(x, kernel, bias)
+        return kernel, self.param("bias", nn.initializers.zeros_init(), (channels,))
 
 
 class PatchConv(nn.Module):
@@ -237,20 +258,19 @@ class StridedConv(nn.Module):
         return cols @ kernel.reshape(k * k * channels, self.features) + bias
 
 
-class DWConv(nn.Module):
+class _DWConvParams(nn.Module):
     """The official depthwise-conv wrapper, whose conv is itself named `dwconv`."""
 
-    dtype: Dtype = jnp.float32
-
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return DepthwiseConv3x3(self.dtype, name="dwconv")(x)
+    def __call__(self, channels: int) -> tuple[jax.Array, jax.Array]:
+        return _DepthwiseParams(name="dwconv")(channels)
 
 
 class MixFFN(nn.Module):
     """The official `Mlp`: fc1 -> depthwise 3x3 conv -> exact GELU -> fc2. (B, H, W, Ci) -> (B, H, W, Co).
 
-    No residual inside; dropout rates are 0 in every official config, so there is none.
+    Params `fc1`, `dwconv/dwconv` (the official wrapper's conv is itself named `dwconv`) and `fc2`,
+    computed by `mix_ffn`. No residual inside; dropout rates are 0 in every official config.
     """
 
     hidden_features: int
@@ -259,11 +279,11 @@ class MixFFN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = make_dense(self.hidden_features, "fc1", self.dtype)(x)
-        x = DWConv(self.dtype, name="dwconv")(x)
-        # Exact erf GELU: the tanh approximation moves a small model's output by ~3e-3.
-        x = gelu_exact(x)
-        return make_dense(self.out_features, "fc2", self.dtype)(x)
+        w1, b1 = _DenseParams(self.hidden_features, name="fc1")(x.shape[-1])
+        dw_kernel, dw_bias = _DWConvParams(name="dwconv")(self.hidden_features)
+        w2, b2 = _DenseParams(self.out_features, name="fc2")(self.hidden_features)
+        args = nn.dtypes.promote_dtype(x, w1, b1, dw_kernel, dw_bias, w2, b2, dtype=self.dtype)
+        return mix_ffn(*args)
 
 
 class MlpUpsample(nn.Module):

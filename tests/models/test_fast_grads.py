@@ -1,4 +1,4 @@
-"""Hand-written gradients (depthwise conv, exact GELU, Mix-FFN) equal autodiff of plain formulations."""
+"""The Mix-FFN's hand-written gradient (depthwise conv and GELU inside) equals autodiff of a plain one."""
 
 import math
 
@@ -28,32 +28,12 @@ def _close(got, want, tol=1e-5):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale)
 
 
-def test_depthwise_grads_match_lax_conv():
-    keys = jax.random.split(jax.random.key(0), 4)
-    x = jax.random.normal(keys[0], (2, 7, 5, 6))
-    kernel = jax.random.normal(keys[1], (3, 3, 1, 6))
-    bias = jax.random.normal(keys[2], (6,))
-    # A non-uniform cotangent catches a flipped or shifted kernel in the input gradient.
-    weight = jax.random.normal(keys[3], (2, 7, 5, 6))
-
-    def loss(f):
-        return lambda x, k, b: jnp.sum(weight * f(x, k, b) ** 2)
-
-    _close(layers.depthwise_conv3x3(x, kernel, bias), _plain_depthwise(x, kernel, bias))
-    got = jax.grad(loss(layers.depthwise_conv3x3), argnums=(0, 1, 2))(x, kernel, bias)
-    want = jax.grad(loss(_plain_depthwise), argnums=(0, 1, 2))(x, kernel, bias)
-    _close(got, want)
-
-
-def test_gelu_grad_matches_autodiff():
+def test_gelu_is_torchs_erf_formula():
     x = jnp.linspace(-8.0, 8.0, 1001)
     # torch's formula x (1 + erf(x / sqrt 2)) / 2, against float64: absolute float32 rounding only.
     exact = [0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) for v in np.asarray(x, np.float64)]
     np.testing.assert_allclose(layers.gelu_exact(x), exact, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(layers.gelu_exact(x), jax.nn.gelu(x, approximate=False), atol=1e-6)
-    got = jax.grad(lambda v: jnp.sum(jnp.sin(layers.gelu_exact(v))))(x)
-    want = jax.grad(lambda v: jnp.sum(jnp.sin(jax.nn.gelu(v, approximate=False))))(x)
-    _close(got, want, tol=1e-6)
 
 
 class _PlainMixFFN(nn.Module):
@@ -65,12 +45,12 @@ class _PlainMixFFN(nn.Module):
         kernel = self.variables["params"]["dwconv"]["dwconv"]["kernel"]
         bias = self.variables["params"]["dwconv"]["dwconv"]["bias"]
         x = jax.nn.gelu(_plain_depthwise(x, kernel, bias), approximate=False)
-        return nn.Dense(6, name="fc2")(x)
+        return nn.Dense(7, name="fc2")(x)
 
 
 def test_mix_ffn_grads_match_plain_formulation():
-    x = jax.random.normal(jax.random.key(0), (2, 8, 6, 6))
-    module = layers.MixFFN(24, 6)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 6, 5))
+    module = layers.MixFFN(24, 7)
     params = module.init(jax.random.key(1), x)
     params = jax.tree.map(lambda a: a + 0.05, params)  # Non-zero biases.
 

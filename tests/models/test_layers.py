@@ -15,10 +15,6 @@ from aggpose_jax.models import layers
         (layers.StridedConv(8, 7, 4), nn.Conv(8, (7, 7), 4, padding=((3, 3), (3, 3)))),
         (layers.StridedConv(8, 3, 2), nn.Conv(8, (3, 3), 2, padding=((1, 1), (1, 1)))),
         (layers.PatchConv(6, 4), nn.Conv(6, (4, 4), 4, padding="VALID")),
-        (
-            layers.DepthwiseConv3x3(),
-            nn.Conv(6, (3, 3), padding=((1, 1), (1, 1)), feature_group_count=6),
-        ),  # fmt: skip
     ],
 )
 def test_conv_forms_match_lax_conv(module, conv):
