@@ -341,7 +341,7 @@ def load_mit_backbone(params: Params, state_dict: Mapping[str, Any]) -> tuple[Pa
     else:
         ignored = [k for k in sd if not _MIT_KEY.match(k)]
         sd = {k: v for k, v in sd.items() if _MIT_KEY.match(k)}
-    scanned = _has_scan(params)
+    scanned = has_scanned_groups(params)
     current = torch_names_from_params(params)
     extra = sorted(set(sd) - set(current))
     if extra:
@@ -360,9 +360,10 @@ def load_mit_backbone(params: Params, state_dict: Mapping[str, Any]) -> tuple[Pa
     return (stack_block_groups(new) if scanned else new), report
 
 
-def _has_scan(params: Any) -> bool:
+def has_scanned_groups(params: Any) -> bool:
+    """Whether a params tree holds a scanned block group (`<group>/blocks` with a leading depth axis)."""
     if isinstance(params, Mapping):
-        return set(params) == {"blocks"} or any(_has_scan(v) for v in params.values())
+        return set(params) == {"blocks"} or any(has_scanned_groups(v) for v in params.values())
     return False
 
 

@@ -19,7 +19,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from flax import serialization, traverse_util
+from jax.experimental import multihost_utils
 
+from aggpose_jax.models import convert
 from aggpose_jax.training.state import TrainState
 
 
@@ -116,16 +118,35 @@ def _read_params_any(path: str) -> dict:
     return state["params"]
 
 
+def load_mit_init(path: str, fresh_params: Any, *, shardings: Any = None) -> tuple[Any, dict]:
+    """ImageNet MiT weights (official SegFormer `mit_b*.pth` or Hugging Face Segformer layout, any
+    file `convert.load_state_dict` reads) into the backbone of freshly initialised params.
+
+    Shapes: every backbone tensor of the file must match the model's. Returns (params placed with
+    `shardings` if given, the report of `convert.load_mit_backbone`: 'loaded', 'initialised', 'ignored').
+    """
+    host = jax.tree.map(np.asarray, multihost_utils.process_allgather(fresh_params, tiled=True))
+    params, report = convert.load_mit_backbone(host, convert.load_state_dict(path))
+    if shardings is not None:
+        params = jax.device_put(params, shardings)
+    return params, report
+
+
 def load_init_params(
     path: str, fresh_params: Any, *, reinit: str = "", shardings: Any = None
 ) -> tuple[Any, list[str]]:
     """Params of `path` merged into `fresh_params` (a freshly initialised tree of the same model).
 
+    The file's block groups may be unrolled or scanned, whatever the model uses.
     Shapes: every loaded leaf must match the fresh leaf's shape, except the paths matching the regex
     `reinit` (e.g. "final_layer/fc2" when going from 17 COCO to 21 infant joints), which keep their fresh
     values. Returns (params placed with `shardings` if given, the list of re-initialised paths).
     """
-    loaded = traverse_util.flatten_dict(_read_params_any(path), sep="/")
+    # Either block-group layout loads into either (unrolled `<group>/<i>`, scanned `<group>/blocks`).
+    loaded = convert.unstack_block_groups(_read_params_any(path))
+    if convert.has_scanned_groups(fresh_params):
+        loaded = convert.stack_block_groups(loaded)
+    loaded = traverse_util.flatten_dict(loaded, sep="/")
     fresh = traverse_util.flatten_dict(fresh_params, sep="/")
     rx = re.compile(reinit) if reinit else None
     merged, kept_fresh = {}, []

@@ -2,7 +2,7 @@
 
 Order of a run: mesh -> model, schedule, AdamW -> eval_shape(init) -> shardings -> jit(init,
 out_shardings) -> resume (latest checkpoint of the workdir: state + grain iterator) or `init_from`
-(params only) -> the loop (host batch -> global array -> donated, jitted step) with logging, periodic
+(params only) or `init_from_mit` (MiT ImageNet backbone) -> the loop (host batch -> global array -> donated, jitted step) with logging, periodic
 checkpoints and evaluation (best params kept by AP) -> final checkpoint, evaluation and pictures.
 
 SIGTERM/SIGINT set a flag; the loop saves at the next step boundary and returns ("preempted"). With
@@ -164,6 +164,16 @@ def train_and_evaluate(
         )
         state = state.replace(params=params)
         log.info("params from %s (re-initialised: %s)", tc.init_from, fresh or "none")
+    elif tc.init_from_mit:
+        params, report = ckpt_lib.load_mit_init(
+            tc.init_from_mit, state.params, shardings=state_sh.params
+        )
+        state = state.replace(params=params)
+        log.info(
+            "MiT backbone from %s: %d tensors loaded, %d model tensors left initialised, "
+            "%d file keys ignored", tc.init_from_mit, len(report["loaded"]),
+            len(report["initialised"]), len(report["ignored"]),
+        )  # fmt: skip
 
     train_step = steps.jit_train_step(
         steps.make_train_step(model, tx, schedule, grad_accum_steps=tc.grad_accum_steps),
