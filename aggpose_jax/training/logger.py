@@ -38,18 +38,6 @@ def device_peak_flops(device: jax.Device | None = None) -> float | None:
     return None
 
 
-def compiled_flops(compiled: Any) -> float | None:
-    """FLOPs of one call of a compiled jitted function (XLA cost analysis), or None if unavailable."""
-    try:
-        cost = compiled.cost_analysis()
-    except Exception:  # noqa: BLE001 - some backends do not implement it
-        return None
-    if isinstance(cost, list | tuple):
-        cost = cost[0] if cost else None
-    flops = (cost or {}).get("flops")
-    return float(flops) if flops and flops > 0 else None
-
-
 class MetricWriter:
     """Writes scalars to <workdir>/metrics.jsonl and to TensorBoard event files (process 0 only)."""
 
