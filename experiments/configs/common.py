@@ -114,6 +114,8 @@ def apply_tiny(c: ml_collections.ConfigDict) -> None:
     else:
         c.model.name = "aggpose_tiny"
     c.model.drop_path_rate = 0.0
+    # Few blocks per group: unrolled compiles faster here (train step 45 s vs 65 s on the 2-core box).
+    c.model.scan_blocks = False
     c.data.root = ""
     c.data.input_hw = (128, 96)
     c.data.heatmap_hw = (32, 24)
