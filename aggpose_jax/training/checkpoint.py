@@ -21,7 +21,7 @@ from etils import epath
 from flax import serialization, traverse_util
 from jax.experimental import multihost_utils
 
-from aggpose_jax.models import convert
+from aggpose_jax.models import convert, mit_weights
 from aggpose_jax.training.state import TrainState
 
 
@@ -123,10 +123,10 @@ def load_mit_init(path: str, fresh_params: Any, *, shardings: Any = None) -> tup
     file `convert.load_state_dict` reads) into the backbone of freshly initialised params.
 
     Shapes: every backbone tensor of the file must match the model's. Returns (params placed with
-    `shardings` if given, the report of `convert.load_mit_backbone`: 'loaded', 'initialised', 'ignored').
+    `shardings` if given, the report of `mit_weights.load_mit_backbone`: 'loaded', 'initialised', 'ignored').
     """
     host = jax.tree.map(np.asarray, multihost_utils.process_allgather(fresh_params, tiled=True))
-    params, report = convert.load_mit_backbone(host, convert.load_state_dict(path))
+    params, report = mit_weights.load_mit_backbone(host, convert.load_state_dict(path))
     if shardings is not None:
         params = jax.device_put(params, shardings)
     return params, report

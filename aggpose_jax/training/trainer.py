@@ -2,8 +2,9 @@
 
 Order of a run: mesh -> model, schedule, AdamW -> eval_shape(init) -> shardings -> jit(init,
 out_shardings) -> resume (latest checkpoint of the workdir: state + grain iterator) or `init_from`
-(params only) or `init_from_mit` (MiT ImageNet backbone) -> the loop (host batch -> global array -> donated, jitted step) with logging, periodic
-checkpoints and evaluation (best params kept by AP) -> final checkpoint, evaluation and pictures.
+(params only) or `init_from_mit` (MiT ImageNet backbone) -> the loop (host batch -> global array ->
+donated, jitted step) with logging, periodic checkpoints and evaluation (best params kept by AP) ->
+final checkpoint, evaluation and pictures.
 
 SIGTERM/SIGINT set a flag; the loop saves at the next step boundary and returns ("preempted"). With
 several processes the decision is taken at a preemption sync point so that every host saves the same step.
@@ -205,9 +206,10 @@ def train_and_evaluate(
 
         bar = tqdm(total=total_steps * gbs, initial=start_step * gbs, unit="img", unit_scale=True,
                    desc=config.exp_name or "train", dynamic_ncols=True)  # fmt: skip
-    compiled = None
-    # Model FLOPs (6 x forward MACs per image): XLA's cost analysis counts a scanned group's body once.
-    flops_per_step = 6 * model_summary.forward_macs(model, tuple(config.data.input_hw))[0] * gbs
+    compiled, flops_per_step = None, None
+    if peak:  # MFU only where the device's peak is known (not on CPU): skip tracing the forward.
+        # Model FLOPs (6 x forward MACs per image): XLA's cost analysis counts a scan body once.
+        flops_per_step = 6 * model_summary.forward_macs(model, tuple(config.data.input_hw))[0] * gbs
     pending: tuple[int, Any] | None = None  # (step, metrics) not yet fetched: keeps dispatch async
     t_log, wait_s, steps_since = time.perf_counter(), 0.0, 0
     step = start_step

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from aggpose_jax.models import convert, mit  # noqa: E402
+from aggpose_jax.models import convert, mit, mit_weights  # noqa: E402
 
 DIMS, HEADS, SRS, DEPTHS = (16, 32, 40, 64), (1, 2, 5, 8), (8, 4, 2, 1), (1, 2, 2, 1)
 
@@ -69,7 +69,7 @@ def test_mit_matches_hf_segformer(hf_run, layout):
     model = mit.MixVisionTransformer(embed_dims=DIMS, num_heads=HEADS, sr_ratios=SRS, depths=DEPTHS)
     init = jax.eval_shape(model.init, jax.random.key(1), jnp.zeros((1, 64, 96, 3)))["params"]
     init = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init)
-    params, report = convert.load_mit_backbone(init, sd)
+    params, report = mit_weights.load_mit_backbone(init, sd)
     assert report["initialised"] == []  # The encoder is entirely covered.
     assert len(report["loaded"]) == len(convert.torch_names_from_params(init))
     stages = jax.jit(model.apply)({"params": params}, images)
@@ -87,7 +87,7 @@ def test_mit_backbone_into_aggpose_reports_the_rest(hf_run):
     model = aggpose.AggPose(DIMS, HEADS, SRS, depths, scan_blocks=True)
     init = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
     init = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init)
-    params, report = convert.load_mit_backbone(init, sd)
+    params, report = mit_weights.load_mit_backbone(init, sd)
     assert jax.tree.structure(params) == jax.tree.structure(init)  # Still stacked for scan.
     assert "block1_1.0.attn.q.weight" in report["initialised"]
     assert "block3.1.attn.kv.weight" in report["loaded"]
@@ -100,4 +100,4 @@ def test_mit_backbone_into_aggpose_reports_the_rest(hf_run):
     init2 = jax.eval_shape(shallow.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
     init2 = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init2)
     with pytest.raises(ValueError, match="block2.1.attn.q.weight"):
-        convert.load_mit_backbone(init2, sd)
+        mit_weights.load_mit_backbone(init2, sd)
