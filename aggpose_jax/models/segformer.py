@@ -2,7 +2,8 @@
 
 An MiT encoder (patch_embed1-4, block1-4, norm1-4), then one decoder per stage: a Mix-FFN(C_i -> 64 -> 64)
 at the stage's own resolution followed by nearest up-sampling x1, x2, x4, x8 to 1/4 resolution (the
-same module as AggPose's MlpUpsample, params `decoder{i}/mlp/...`). The four maps are concatenated in
+same module as AggPose's MlpUpsample; params `to_fused/{i}/mlp/...`, the official `to_fused.{i}.mlp.*`
+ModuleList of `pose_segformer.py`). The four maps are concatenated in
 stage order and `final_layer` = Mix-FFN(4*64 -> 64 -> K) gives the heatmaps. The official model also
 registers an unused 1x1 conv `recover` (16,448 dead params): it is left out here, and `convert.py`
 drops it when reading official weights.
@@ -12,8 +13,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aggpose_jax.models.layers import MixFFN, MlpUpsample
+from aggpose_jax.models.layers import Dtype, MixFFN, MlpUpsample
 from aggpose_jax.models.mit import MixVisionTransformer
+
+
+class _ToFused(nn.Module):
+    """The per-stage decoders (official `to_fused`: a list of MlpDecoders, children named 0-3).
+
+    Shapes: stages [(B, H/2^(i+2), W/2^(i+2), C_i)] -> [(B, H/4, W/4, dim)] * 4.
+    """
+
+    dim: int
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, stages: list[jax.Array]) -> list[jax.Array]:
+        return [
+            MlpUpsample(self.dim, 2**i, self.dtype, name=str(i))(x) for i, x in enumerate(stages)
+        ]
 
 
 class SegFormerPose(MixVisionTransformer):
@@ -28,10 +45,7 @@ class SegFormerPose(MixVisionTransformer):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         stages = super().__call__(images, train)
-        ups = [
-            MlpUpsample(self.decoder_dim, 2**i, self.dtype, name=f"decoder{i + 1}")(x)
-            for i, x in enumerate(stages)
-        ]
+        ups = _ToFused(self.decoder_dim, self.dtype, name="to_fused")(stages)
         out = MixFFN(self.decoder_dim, self.num_keypoints, self.dtype, name="final_layer")(
             jnp.concatenate(ups, axis=-1)
         )

@@ -169,6 +169,14 @@ def test_segformer_drops_dead_recover_and_round_trips():
     rng = np.random.default_rng(1)
     params = jax.tree.map(lambda s: rng.standard_normal(s.shape, np.float32), shapes)
     sd = convert.segformer_state_dict_from_params(params)
+    # The official decoders: `to_fused`, a ModuleList of MlpDecoders each holding a Mix-FFN `mlp`.
+    leaves = ("fc1.weight", "fc1.bias", "dwconv.dwconv.weight", "dwconv.dwconv.bias", "fc2.weight",
+              "fc2.bias")  # fmt: skip
+    decoder_keys = {
+        k for k in sd if not k.startswith(("patch_embed", "block", "norm", "final_layer"))
+    }
+    assert decoder_keys == {f"to_fused.{i}.mlp.{leaf}" for i in range(4) for leaf in leaves}
+    assert sd["to_fused.3.mlp.fc1.weight"].shape == (64, 64)  # Linear [out, in]: C_3 -> 64.
     official = {**sd, "recover.weight": np.zeros((64, 256, 1, 1)), "recover.bias": np.zeros(64)}
     back = convert.segformer_params_from_state_dict(official)
     jax.tree.map(np.testing.assert_array_equal, back, params)
