@@ -1,9 +1,9 @@
-"""JPEG decoding of a region, or at 1/2..1/8 scale, through libjpeg-turbo's TurboJPEG 3 API.
+"""JPEG decoding of a region through libjpeg-turbo's TurboJPEG 3 API.
 
 The training crop needs only the source pixels under its warp, a box known before decoding. TurboJPEG
 3 decodes such a box (`tj3SetCroppingRegion`: rows above it are entropy-decoded but not
 reconstructed, rows below it are not read, columns outside it skip the inverse DCT and colour
-conversion), and scales by 1/2, 1/4 or 1/8 in the DCT domain (`tj3SetScalingFactor`).
+conversion).
 
 The library comes from the `turbojpeg` wheel on PyPI, which bundles libturbojpeg 3 (we call its C
 API through ctypes, not the wheel's own bindings), or a system libturbojpeg with the 3.x API. When
@@ -42,10 +42,6 @@ class _Region(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
 
 
-class _Scaling(ctypes.Structure):
-    _fields_ = [("num", ctypes.c_int), ("denom", ctypes.c_int)]
-
-
 class JpegError(ValueError):
     """TurboJPEG could not read the buffer (callers fall back to OpenCV)."""
 
@@ -78,7 +74,6 @@ def _library() -> ctypes.CDLL | None:
         lib.tj3DecompressHeader.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         lib.tj3Get.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.tj3SetCroppingRegion.argtypes = [ctypes.c_void_p, _Region]
-        lib.tj3SetScalingFactor.argtypes = [ctypes.c_void_p, _Scaling]
         lib.tj3Decompress8.argtypes = [
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int,
             ctypes.c_int,
@@ -89,7 +84,7 @@ def _library() -> ctypes.CDLL | None:
 
 
 def available() -> bool:
-    """Whether region and scaled decoding are available (libturbojpeg 3 was found)."""
+    """Whether region decoding is available (libturbojpeg 3 was found)."""
     return _library() is not None
 
 
@@ -139,24 +134,19 @@ def header(buf: np.ndarray) -> tuple[int, int, int]:
 def decode(
     buf: np.ndarray,
     box: tuple[int, int, int, int] | None = None,
-    scale_denom: int = 1,
     rgb: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decodes a JPEG to uint8 BGR (RGB with `rgb`), whole, a box of it, or scaled by 1/scale_denom.
+    """Decodes a JPEG to uint8 BGR (RGB with `rgb`), whole or a box of it.
 
     Shapes: buf (N,) uint8; box (x0, y0, x1, y1) full-image pixels, ends exclusive, clipped to the
     image -> image (h, w, 3) uint8, origin (x, y): the full-image pixel of image[0, 0]. The
     box's left edge moves down to a multiple of the iMCU width (8-32 px), so the image can start left
-    of x0. `scale_denom` 2, 4 or 8 decodes the whole image at ceil(W / d) x ceil(H / d) (no box).
-    Raises JpegError when TurboJPEG cannot decode it; callers then use OpenCV.
+    of x0. Raises JpegError when TurboJPEG cannot decode it; callers then use OpenCV.
     """
     lib = _library()
     width, height, subsamp = header(buf)
     handle = _HANDLE.get(lib)
-    if box is not None and scale_denom != 1:
-        raise ValueError("decode takes a box or a scale, not both")
-    _check(lib, handle, lib.tj3SetScalingFactor(handle, _Scaling(1, scale_denom)), "scale")
-    out_w, out_h = -(-width // scale_denom), -(-height // scale_denom)
+    out_w, out_h = width, height
     x0 = y0 = 0
     if box is not None:
         x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
