@@ -7,7 +7,12 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-_PRINT_FLAGS = "import aggpose_jax, os; print(os.environ['XLA_FLAGS'])"
+# Runs a computation after the import: XLA parses XLA_FLAGS when it creates the CPU backend and aborts
+# on a flag it does not know, so a misspelt or retired flag fails here.
+_PRINT_FLAGS = (
+    "import aggpose_jax, os, jax; jax.numpy.zeros(1).block_until_ready(); "
+    "print(os.environ['XLA_FLAGS'])"
+)
 
 
 @pytest.mark.parametrize(
