@@ -10,8 +10,9 @@ Three compute figures for one image (batch 1):
 * `gmacs_no_attention`: the same without the q.k^T and attn.v matmuls (the batched dot_generals), which
   is what thop-style counters report and what the AggPose paper's GFLOPs match for AggPose-L.
 * `xla_gmacs`: XLA's cost analysis of the compiled forward (`flops / 2`), which also counts elementwise
-  work (LayerNorm, GELU, softmax, residual adds), so it is ~6-8% above `gmacs`. It needs the unrolled
-  program (XLA counts a scanned loop body once), so it is only computed with `--xla`.
+  work (LayerNorm, GELU, softmax, residual adds), so it is a little above `gmacs` (AggPose-L 15.77,
+  +1.4%; AggPose-S 7.44, +2.1%). It needs the unrolled program (XLA counts a scanned loop body once)
+  and a compile, so it is only computed with `--xla`.
 """
 
 import argparse

@@ -36,6 +36,13 @@ def test_gmacs_match_the_official_counts(name, gmacs, no_attn):
     assert abs(row["gmacs_no_attention"] / no_attn - 1) < 0.005
 
 
+def test_xla_cost_analysis_gmacs_of_aggpose_l():
+    # XLA's count of the compiled (unrolled) forward also includes elementwise work, so it sits a
+    # little above the matmul/conv count; the models issue asks for it within 2% of 15.56.
+    row = summary.summarize("aggpose_l", 17, (256, 192), xla=True)
+    assert row["gmacs"] < row["xla_gmacs"] < 1.02 * 15.56
+
+
 def test_drop_path_rates_follow_the_official_schedule():
     rates = aggpose.group_drop_path_rates(variants.VARIANTS["aggpose_l"][1]["depths"], 0.1)
     step = 0.1 / 51
