@@ -35,7 +35,7 @@ def _synthetic(batch: int, input_hw, k: int):
     rng = np.random.default_rng(0)
     hm = (input_hw[0] // 4, input_hw[1] // 4)
     fixed = {
-        "image": rng.normal(size=(batch, *input_hw, 3)).astype(np.float32),
+        "image": rng.integers(0, 256, size=(batch, *input_hw, 3), dtype=np.uint8),
         "heatmaps": rng.uniform(size=(batch, *hm, k)).astype(np.float32),
         "target_weight": np.ones((batch, k), np.float32),
     }

@@ -8,17 +8,14 @@ The four ops and their semantics (each maps uint8 RGB (H, W, 3) -> uint8 RGB (H,
 * saturation f: blend with the grey image, grey * (1 - f) + v * f (PIL ImageEnhance.Color), rounded;
 * hue f: add int(f * 255) to the hue channel of the 0..255 HSV image with uint8 wrap-around.
 
-Brightness and contrast are tables, so consecutive ones fold into one table, and the last table folds
-into the float normalisation table (`normalize_lut`): most of the jitter then costs one cv2.LUT.
+Brightness and contrast are tables, so consecutive ones fold into one table, applied once with the
+crop's other pending pixel work (`crop.finish_crop`): most of the jitter then costs one cv2.LUT.
 The official applies the jitter to the full image before the crop; `jitter_crop` applies the same
 draw to the crop, taking the contrast mean from a subsampled copy of the full image (see docs/data.md).
 """
 
 import cv2
 import numpy as np
-
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 _IDENTITY = np.arange(256, dtype=np.float64)
@@ -52,13 +49,6 @@ def adjust_hue(image_rgb: np.ndarray, factor: float) -> np.ndarray:
     # uint8 addition wraps modulo 256, as the official cast does.
     hsv[..., 0] = hsv[..., 0] + np.uint8(shift)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
-
-
-def normalize_lut(table: np.ndarray | None = None) -> np.ndarray:
-    """(1, 256, 3) float32 table: uint8 RGB v -> (table[v] / 255 - mean) / std, per channel."""
-    v = _IDENTITY if table is None else table.astype(np.float64)
-    out = (v[:, None] / 255.0 - np.asarray(MEAN_RGB)) / np.asarray(STD_RGB)
-    return np.ascontiguousarray(out[None], dtype=np.float32)
 
 
 def _apply_ops(
@@ -116,7 +106,7 @@ def jitter_crop(
     Shapes: crop_rgb (h, w, 3) uint8; full_subsample_rgb (h', w', 3) uint8, a strided copy of the
     full image whose mean grey stands in for the full image's in contrast. Brightness and contrast
     are per-pixel tables, saturation and hue per-pixel colour maps, so only contrast's mean depends
-    on pixels outside the crop. The pending table is meant to be folded into `normalize_lut`.
+    on pixels outside the crop. The pending table is left to `crop.finish_crop`.
     """
     needs_mean = CONTRAST in [int(o) for o in order]
     return _apply_ops(crop_rgb, factors, order, full_subsample_rgb if needs_mean else None)

@@ -1,4 +1,4 @@
-"""The pixel steps of the top-down chains: read the image, crop it with the affine warp, normalise.
+"""The pixel steps of the top-down chains: read the image, crop it with the affine warp, finish it.
 
 Steps on the results dict of `transforms` (each docstring lists the keys it reads, changes, adds).
 Reading is split in two so that the training crop can decode only what it needs: `read_header`
@@ -14,11 +14,10 @@ import cv2
 import numpy as np
 
 from aggpose_jax.keypoints import geometry
-from data_pipelines import augment, jpeg
+from data_pipelines import jpeg
 
 # The contrast mean on the full image is estimated from every 4th row and column (1/16 of the pixels).
 MEAN_SUBSAMPLE_STRIDE = 4
-IMAGE_DTYPES = ("float32", "uint8")
 
 
 class ImageReadError(OSError):
@@ -184,7 +183,7 @@ def topdown_affine(
     With `keep_border_alpha` (a per-pixel colour op follows the warp; needs the whole image) also
     adds full_subsample (h', w', 3) uint8 RGB, every 4th pixel of the full image; and when the crop
     leaves the image it warps with replicated edges and adds border_alpha (h, w) uint8, the weight
-    of the image in each pixel under a constant-0 border, so that `normalize` re-borders the crop as
+    of the image in each pixel under a constant-0 border, so that `finish_crop` re-borders the crop as
     a warp of the jittered image would be.
     """
     in_h, in_w = input_hw
@@ -232,20 +231,14 @@ def topdown_affine(
     return results
 
 
-_PLAIN_LUT = augment.normalize_lut()
+def finish_crop(results: dict) -> dict:
+    """Applies what the crop still owes its pixels; the result is the uint8 RGB the device normalises.
 
-
-def normalize(results: dict, image_dtype: str = "float32") -> dict:
-    """(v / 255 - mean) / std per RGB channel, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
-
-    Reads: image (h, w, 3) uint8 RGB, pending_lut, border_alpha. Changes: image -> float32, or with
-    `image_dtype` "uint8" the uint8 RGB v whose normalisation (v / 255 - mean) / std is left to the
-    device (4x fewer bytes to move; `augment.MEAN_RGB`, `augment.STD_RGB`). One cv2.LUT does the
-    pending jitter table and the normalisation. With border_alpha a (0..255), a pixel becomes
-    round(v * a / 255) first: the image's share of it under a constant-0 border.
+    Reads: image (h, w, 3) uint8 RGB, pending_lut, border_alpha. Changes: image (h, w, 3) uint8 RGB.
+    The pending jitter table is applied (one cv2.LUT); with border_alpha a (0..255), a pixel first
+    becomes round(v * a / 255): the image's share of it under a constant-0 border. Normalisation,
+    (v / 255 - mean) / std, is the jitted step's (`aggpose_jax.models.preprocess`).
     """
-    if image_dtype not in IMAGE_DTYPES:
-        raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {image_dtype!r}")
     image = results["image"]
     table = results.pop("pending_lut", None)
     alpha = results.pop("border_alpha", None)
@@ -253,9 +246,5 @@ def normalize(results: dict, image_dtype: str = "float32") -> dict:
         if table is not None:
             image, table = cv2.LUT(image, table), None
         image = cv2.multiply(image, cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB), scale=1.0 / 255.0)
-    if image_dtype == "uint8":
-        results["image"] = image if table is None else cv2.LUT(image, table)
-        return results
-    lut = _PLAIN_LUT if table is None else augment.normalize_lut(table)
-    results["image"] = cv2.LUT(image, lut)
+    results["image"] = image if table is None else cv2.LUT(image, table)
     return results

@@ -26,7 +26,7 @@ import numpy as np
 from absl import flags
 
 from aggpose_jax.keypoints import metainfo
-from data_pipelines import crop, transforms
+from data_pipelines import transforms
 from data_pipelines.sources import PersonRecords
 
 # Any random-access source of person records (len, getitem, num_keypoints): PersonRecords, or the
@@ -192,13 +192,11 @@ def make_train_loader(
     strict: bool = False,
     augment_cfg: transforms.AugmentConfig | None = None,
     jitter_on: str = "crop",
-    image_dtype: str = "float32",
 ) -> Loader:
     """Training batches for this host (process `shard_index` of `shard_count`).
 
-    Shapes (B = batch_size, per host): image (B, h, w, 3) float32 normalised, or with `image_dtype`
-    "uint8" the uint8 RGB crops for the device to normalise ((x / 255 - augment.MEAN_RGB) /
-    augment.STD_RGB; a quarter of the bytes and less host work), heatmaps (B, h', w', K) float32,
+    Shapes (B = batch_size, per host): image (B, h, w, 3) uint8 RGB crops, which the jitted step
+    normalises (`aggpose_jax.models.preprocess`), heatmaps (B, h', w', K) float32,
     target_weight (B, K), keypoints (B, K, 2), visibility (B, K), center (B, 2) float64,
     scale (B, 2) float64, rotation (B,), flipped (B,) bool, score (B,), image_id (B,) int64,
     record_index (B,) int64.
@@ -211,14 +209,12 @@ def make_train_loader(
         raise ValueError(f"shard_index {shard_index} not in [0, {shard_count})")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    if image_dtype not in crop.IMAGE_DTYPES:
-        raise ValueError(f"image_dtype must be one of {crop.IMAGE_DTYPES}")
     per_host = len(records) // shard_count
     if per_host < 1:
         raise ValueError(f"{len(records)} records cannot feed {shard_count} hosts")
     kwargs = dict(
         fmt=fmt, input_hw=tuple(input_hw), heatmap_hw=tuple(heatmap_hw), sigma=sigma,
-        cfg=augment_cfg or transforms.AugmentConfig(), jitter_on=jitter_on, image_dtype=image_dtype,
+        cfg=augment_cfg or transforms.AugmentConfig(), jitter_on=jitter_on,
     )  # fmt: skip
     element = _TrainElement(records, seed, shuffle, shard_index, shard_count, per_host, kwargs)
     ds = grain.MapDataset.range(per_host).repeat(num_epochs).map_with_index(element)
@@ -235,10 +231,10 @@ def make_train_loader(
     return Loader(dataset=ds, skips=skips, batches_per_epoch=per_host // batch_size)
 
 
-def _blank_eval_example(input_hw, heatmap_hw, num_keypoints, with_targets, image_dtype) -> dict:
+def _blank_eval_example(input_hw, heatmap_hw, num_keypoints, with_targets) -> dict:
     """The padding example: zeros, scale 1 (so that inverse transforms stay finite), valid False."""
     blank = {
-        "image": np.zeros((*input_hw, 3), image_dtype),
+        "image": np.zeros((*input_hw, 3), np.uint8),
         "center": np.zeros(2, np.float64),
         "scale": np.ones(2, np.float64),
         "rotation": np.float32(0),
@@ -269,12 +265,11 @@ def make_eval_batches(
     num_workers: int = 0,
     read_threads: int = 0,
     strict: bool = False,
-    image_dtype: str = "float32",
 ) -> Loader:
     """Evaluation batches: every record once, host `shard_index` taking records shard_index::count.
 
-    Shapes (B = batch_size): image (B, h, w, 3) float32 (uint8 RGB with `image_dtype` "uint8", as
-    in `make_train_loader`), center (B, 2) float64, scale (B, 2) float64,
+    Shapes (B = batch_size): image (B, h, w, 3) uint8 RGB (as in `make_train_loader`),
+    center (B, 2) float64, scale (B, 2) float64,
     rotation (B,), score (B,), image_id (B,) int64, area (B,), record_index (B,) int64 (-1 for
     padding), valid (B,) bool; with `heatmap_hw` and `sigma` also heatmaps, target_weight,
     keypoints, visibility. Every host yields the same number of batches (ceil(ceil(N / count) / B));
@@ -285,12 +280,8 @@ def make_eval_batches(
     per_host = -(-len(records) // shard_count)
     num_batches = -(-per_host // batch_size)
     with_targets = heatmap_hw is not None and sigma is not None
-    blank = _blank_eval_example(
-        input_hw, heatmap_hw, records.num_keypoints, with_targets, image_dtype
-    )
-    kwargs = dict(
-        input_hw=tuple(input_hw), heatmap_hw=heatmap_hw, sigma=sigma, image_dtype=image_dtype
-    )
+    blank = _blank_eval_example(input_hw, heatmap_hw, records.num_keypoints, with_targets)
+    kwargs = dict(input_hw=tuple(input_hw), heatmap_hw=heatmap_hw, sigma=sigma)
     element = _EvalElement(records, shard_index, shard_count, blank, kwargs)
     ds = grain.MapDataset.range(num_batches * batch_size).map(element)
     ds = _finish(ds, num_workers, 2, read_threads, batch_size)

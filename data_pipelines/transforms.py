@@ -20,8 +20,8 @@ from data_pipelines import augment, crop
 from data_pipelines.crop import (  # noqa: F401 -- the pixel steps, re-exported for callers
     MEAN_SUBSAMPLE_STRIDE,
     ImageReadError,
+    finish_crop,
     load_image,
-    normalize,
     record_name,
     topdown_affine,
 )
@@ -167,7 +167,7 @@ def colour_jitter_crop(results: dict, draws: AugmentDraws, cfg: AugmentConfig) -
     """Our order: the colour jitter on the crop, the contrast mean from the full image's subsample.
 
     Reads: image (h, w, 3) uint8 RGB crop, full_subsample. Changes: image. Adds: pending_lut
-    ((256,) uint8 table still to apply, folded into `normalize`'s table) or None.
+    ((256,) uint8 table still to apply, by `finish_crop`) or None.
     """
     results["pending_lut"] = None
     if jitter_applies(draws, cfg):
@@ -199,13 +199,12 @@ def train_example(
     sigma: float,
     cfg: AugmentConfig = AugmentConfig(),
     jitter_on: str = "crop",
-    image_dtype: str = "float32",
     decode_region: bool = True,
 ) -> dict:
     """The training chain on one record: read, half body, scale/rotation, flip, jitter, crop, targets.
 
-    Shapes: record as in `sources`; -> image (h, w, 3) float32 normalised (uint8 RGB with
-    `image_dtype` "uint8"), heatmaps (h', w', K) float32, target_weight (K,), keypoints (K, 2) input
+    Shapes: record as in `sources`; -> image (h, w, 3) uint8 RGB (normalised on the device:
+    `aggpose_jax.models.preprocess`), heatmaps (h', w', K) float32, target_weight (K,), keypoints (K, 2) input
     pixels, visibility (K,), center (2,), scale (2,), rotation, flipped, score, image_id.
     `jitter_on` "crop" (ours) or "image" (the official order). With "crop" and `decode_region`, a
     sample without colour jitter decodes only the crop's source box (`crop.topdown_affine`); the
@@ -228,7 +227,7 @@ def train_example(
         topdown_affine(results, input_hw, heatmap_hw, keep_border_alpha=jitter_applies(draws, cfg))
         colour_jitter_crop(results, draws, cfg)
     generate_targets(results, heatmap_hw, sigma)
-    normalize(results, image_dtype)
+    finish_crop(results)
     return {
         "image": results["image"],
         "heatmaps": results["heatmaps"],
@@ -250,19 +249,17 @@ def eval_example(
     input_hw: tuple[int, int],
     heatmap_hw: tuple[int, int] | None = None,
     sigma: float | None = None,
-    image_dtype: str = "float32",
 ) -> dict:
-    """The evaluation chain: read, crop with r = 0 and the record's (c, s), normalise.
+    """The evaluation chain: read, crop with r = 0 and the record's (c, s).
 
     Only the crop's source box is decoded (when TurboJPEG is there). Shapes: -> image (h, w, 3)
-    float32 (uint8 RGB with `image_dtype` "uint8"), center (2,), scale (2,), rotation, score, image_id, area;
+    uint8 RGB, center (2,), scale (2,), rotation, score, image_id, area;
     with `heatmap_hw` and `sigma` also heatmaps (h', w', K), target_weight (K,), keypoints (K, 2)
     in input pixels and visibility (K,) (for a validation loss on ground-truth boxes).
     """
     results = crop.read_header(dict(record))
     results.update(rotation=0.0, flipped=False)
     topdown_affine(results, input_hw, heatmap_hw)
-    normalize(results, image_dtype)
     out = {
         "image": results["image"],
         "center": np.asarray(record["center"], np.float64),

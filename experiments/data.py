@@ -16,7 +16,7 @@ import numpy as np
 
 from aggpose_jax.evaluation import evaluator, visualize
 from aggpose_jax.keypoints import metainfo
-from data_pipelines import augment, loaders, sources, transforms
+from data_pipelines import loaders, sources, transforms
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,7 @@ def render_predictions(predict, records, fmt, input_hw, workdir: pathlib.Path, c
     visualize.render_poses(image, preds.coords, preds.maxvals, fmt, out)
     crop = next(iter(batches))["image"][:1]
     heatmaps = np.asarray(predict(crop))[0]
-    rgb = np.clip(
-        (crop[0] * np.asarray(augment.STD_RGB) + np.asarray(augment.MEAN_RGB)) * 255, 0, 255
+    visualize.render_heatmaps(
+        heatmaps, workdir / f"heatmaps_{first}.png", fmt.keypoint_names, image_rgb=crop[0]
     )
-    visualize.render_heatmaps(heatmaps, workdir / f"heatmaps_{first}.png", fmt.keypoint_names,
-                              image_rgb=rgb.astype(np.uint8))  # fmt: skip
     log.info("pictures: %s, %s", out, workdir / f"heatmaps_{first}.png")

@@ -46,9 +46,10 @@ def collect_predictions(
 ) -> PersonPredictions:
     """Run `predict.predict_keypoints` over host batches and stack the valid rows.
 
-    Shapes: each batch has "image" (B, H, W, 3) float32 normalised, "center" (B, 2), "scale" (B, 2),
-    "score" (B,), "image_id" (B,) int and optionally "valid" (B,) bool (False for the padding of a
-    final batch; those rows are dropped) -> PersonPredictions with N = number of valid rows.
+    Shapes: each batch has "image" (B, H, W, 3) (what predict_fn takes: the loaders' uint8 RGB),
+    "center" (B, 2), "scale" (B, 2), "score" (B,), "image_id" (B,) int and optionally "valid" (B,)
+    bool (False for the padding of a final batch; those rows are dropped) -> PersonPredictions with
+    N = number of valid rows.
     """
     flip = fmt.flip_indices if flip_test else None
     parts = {f.name: [] for f in dataclasses.fields(PersonPredictions)}

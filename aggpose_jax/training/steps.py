@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from aggpose_jax.models import preprocess
 from aggpose_jax.training import sharding as sharding_lib
 from aggpose_jax.training.losses import joints_mse_loss
 from aggpose_jax.training.state import TrainState
@@ -31,8 +32,9 @@ def make_train_step(
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
     """Returns train_step(state, batch) -> (state, metrics); not jitted (see `jit_train_step`).
 
-    Shapes: batch["image"] (B, H, W, 3), batch["heatmaps"] (B, H/4, W/4, K), batch["target_weight"]
-    (B, K); metrics are scalars: loss, grad_norm, param_norm, lr, is_finite.
+    Shapes: batch["image"] (B, H, W, 3) uint8 RGB (normalised here: `preprocess.normalize_images`),
+    batch["heatmaps"] (B, H/4, W/4, K), batch["target_weight"] (B, K); metrics are scalars: loss,
+    grad_norm, param_norm, lr, is_finite.
     """
 
     def loss_fn(params, images, targets, weights, rng):
@@ -43,7 +45,8 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         rng = jax.random.fold_in(state.rng, state.step)
-        images, targets, weights = batch["image"], batch["heatmaps"], batch["target_weight"]
+        images = preprocess.normalize_images(batch["image"])
+        targets, weights = batch["heatmaps"], batch["target_weight"]
         if grad_accum_steps == 1:
             loss, grads = grad_fn(state.params, images, targets, weights, rng)
         else:
@@ -103,16 +106,21 @@ def jit_train_step(train_step, state_shardings: Any, mesh: Mesh):
 def make_predict_fn(
     model: nn.Module, params_fn: Callable[[], Any], mesh: Mesh
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """predict(images (B, H, W, 3) numpy, the same on every process) -> heatmaps (B, h, w, K) numpy.
+    """predict(images (B, H, W, 3) uint8 RGB numpy, the same on every process) -> (B, h, w, K) numpy.
 
     `params_fn` returns the current (sharded) params, so one predict function serves a whole run. The
     batch is split over the mesh when B divides by the device count, otherwise replicated.
     """
-    apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False).astype(jnp.float32))
+
+    def forward(params, images):
+        heatmaps = model.apply({"params": params}, preprocess.normalize_images(images), train=False)
+        return heatmaps.astype(jnp.float32)
+
+    apply = jax.jit(forward)
     n = mesh.devices.size
 
     def predict(images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, np.float32)
+        images = np.asarray(images)
         sh = sharding_lib.batch_sharding(mesh) if images.shape[0] % n == 0 else None
         sh = sh or sharding_lib.replicated(mesh)
         if jax.process_count() > 1 and sh.spec != jax.sharding.PartitionSpec():

@@ -103,10 +103,10 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Trains (resuming from the workdir if it holds a checkpoint) and evaluates; returns a summary.
 
-    Shapes: train_iter yields host-local batches {"image" (b, H, W, 3), "heatmaps" (b, H/4, W/4, K),
+    Shapes: train_iter yields host-local batches {"image" (b, H, W, 3) uint8 RGB, "heatmaps" (b, H/4, W/4, K),
     "target_weight" (b, K)} with b = global_batch_size / process_count; a grain iterator is saved with
     the state. eval_fn(predict, workdir) -> {"AP": ..., ...} runs the evaluation with predict(images
-    (B, H, W, 3)) -> heatmaps (B, H/4, W/4, K). after_train(predict, workdir) draws pictures.
+    (B, H, W, 3) uint8) -> heatmaps (B, H/4, W/4, K). after_train(predict, workdir) draws pictures.
     `model` replaces the module built from config.model (tests use a small conv net).
     """
     workdir = pathlib.Path(workdir)
@@ -232,7 +232,9 @@ def train_and_evaluate(
                 host_batch = next(train_iter)
                 wait_s += time.perf_counter() - t0
                 if tc.debug_nan_step == step + 1:
-                    host_batch = dict(host_batch, image=np.full_like(host_batch["image"], np.nan))
+                    host_batch = dict(
+                        host_batch, heatmaps=np.full_like(host_batch["heatmaps"], np.nan)
+                    )
                 batch = sharding_lib.make_global_batch(
                     {k: host_batch[k] for k in ("image", "heatmaps", "target_weight")}, mesh
                 )

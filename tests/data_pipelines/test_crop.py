@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aggpose_jax.keypoints import metainfo
-from data_pipelines import augment, crop, jpeg, sources, transforms
+from data_pipelines import crop, jpeg, sources, transforms
 
 KW = dict(fmt=metainfo.COCO, input_hw=(256, 192), heatmap_hw=(64, 48), sigma=2.0)
 needs_turbojpeg = pytest.mark.skipif(not jpeg.available(), reason="libturbojpeg 3 not installed")
@@ -65,7 +65,7 @@ def test_region_equals_whole_decode_inside_the_margin(records):
 @needs_turbojpeg
 def test_train_crops_from_the_region_equal_the_whole_image_path(records):
     cfg = dataclasses.replace(transforms.AugmentConfig(), jitter_prob=0.0)
-    kw = dict(KW, cfg=cfg, image_dtype="uint8")
+    kw = dict(KW, cfg=cfg)
     max_diff, changed = [], []
     for i in range(len(records)):
         for seed in range(4):
@@ -83,33 +83,16 @@ def test_train_crops_from_the_region_equal_the_whole_image_path(records):
     assert max(max_diff) <= 1 and max(changed) < 1e-3
 
 
-def test_uint8_images_are_the_float_images_before_normalisation(records):
-    cfg = dataclasses.replace(transforms.AugmentConfig(), jitter_prob=0.5)
-    mean, std = np.array(augment.MEAN_RGB), np.array(augment.STD_RGB)
-    for i in range(len(records)):
-        for seed in range(2):
-            key = [seed, i]
-            f = transforms.train_example(records[i], np.random.default_rng(key), cfg=cfg, **KW)
-            u = transforms.train_example(
-                records[i], np.random.default_rng(key), cfg=cfg, image_dtype="uint8", **KW
-            )
-            assert u["image"].dtype == np.uint8 and u["image"].shape == f["image"].shape
-            np.testing.assert_allclose((u["image"] / 255.0 - mean) / std, f["image"], atol=1e-5)
-            np.testing.assert_array_equal(u["heatmaps"], f["heatmaps"])
-    with pytest.raises(ValueError, match="image_dtype"):
-        transforms.train_example(records[0], np.random.default_rng(0), image_dtype="f16", **KW)
-
-
 def _grey_levels(a, b):
     return np.abs(a["image"].astype(int) - b["image"]).max()
 
 
 def test_without_turbojpeg_the_same_examples(records, monkeypatch):
-    kw = dict(KW, image_dtype="uint8")
+    kw = KW
     expected = [
         transforms.train_example(records[i], np.random.default_rng(i), **kw) for i in range(6)
     ]
-    ev_kw = dict(input_hw=(256, 192), image_dtype="uint8")
+    ev_kw = dict(input_hw=(256, 192))
     evals = [transforms.eval_example(records[i], **ev_kw) for i in range(6)]
     monkeypatch.setattr(jpeg, "available", lambda: False)
     for i in range(6):
@@ -124,14 +107,11 @@ def test_png_and_crop_outside_the_image(records, tmp_path):
     image = _cv2(np.fromfile(records.image_paths[0], np.uint8))
     path = tmp_path / "image.png"
     cv2.imwrite(str(path), image)
-    ev_kw = dict(input_hw=(256, 192), image_dtype="uint8")
+    ev_kw = dict(input_hw=(256, 192))
     png = transforms.eval_example(dict(records[0], image_path=str(path)), **ev_kw)
     assert _grey_levels(png, transforms.eval_example(records[0], **ev_kw)) <= 1
     off = dict(records[0], center=np.array([5000.0, 5000.0]))
-    out = crop.normalize(
-        crop.topdown_affine(
-            dict(crop.read_header(off), rotation=0.0, flipped=False), (256, 192), None
-        ),
-        "uint8",
+    out = crop.topdown_affine(
+        dict(crop.read_header(off), rotation=0.0, flipped=False), (256, 192), None
     )
     assert out["image"].shape == (256, 192, 3) and not out["image"].any()

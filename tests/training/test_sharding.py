@@ -24,7 +24,7 @@ class ConvNet(nn.Module):
 def _batch(seed=0, b=8):
     rng = np.random.default_rng(seed)
     return {
-        "image": rng.normal(size=(b, 32, 32, 3)).astype(np.float32),
+        "image": rng.integers(0, 256, size=(b, 32, 32, 3), dtype=np.uint8),
         "heatmaps": rng.uniform(size=(b, 8, 8, 5)).astype(np.float32),
         "target_weight": (rng.uniform(size=(b, 5)) > 0.3).astype(np.float32),
     }

@@ -62,7 +62,7 @@ def make_iter(seed: int = 0):
     rng = np.random.default_rng(seed)
     items = [
         dict(
-            image=rng.normal(size=(*HW, 3)).astype(np.float32),
+            image=rng.integers(0, 256, size=(*HW, 3), dtype=np.uint8),
             heatmaps=rng.uniform(size=(HW[0] // 4, HW[1] // 4, K)).astype(np.float32),
             target_weight=(rng.uniform(size=K) > 0.2).astype(np.float32),
         )
