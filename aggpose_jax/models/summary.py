@@ -68,18 +68,22 @@ def count_macs(jaxpr: Any) -> tuple[int, int]:
     return total, attention
 
 
+def _forward_jaxpr(model: nn.Module, input_hw: tuple[int, int]) -> tuple[Any, Any]:
+    """(param shapes, jaxpr of the eval forward) for one (1, H, W, 3) image, without compiling."""
+    if hasattr(model, "attention_impl"):
+        model = model.clone(attention_impl="xla")  # A fused kernel would hide its matmuls.
+    image = jax.ShapeDtypeStruct((1, *input_hw, 3), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), image)
+    return params, jax.make_jaxpr(lambda p, x: model.apply(p, x))(params, image).jaxpr
+
+
 def forward_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, float]:
     """(all, attention-matmul) multiply-adds of one (1, H, W, 3) image through `model`'s eval forward.
 
     Counted on the jaxpr (no compile), scanned block groups once per block, unlike XLA's cost
     analysis, which counts a loop body once. Model FLOPs of a training step: 6 x MACs x batch.
     """
-    if hasattr(model, "attention_impl"):
-        model = model.clone(attention_impl="xla")  # A fused kernel would hide its matmuls.
-    image = jax.ShapeDtypeStruct((1, *input_hw, 3), jnp.float32)
-    params = jax.eval_shape(model.init, jax.random.key(0), image)
-    jaxpr = jax.make_jaxpr(lambda p, x: model.apply(p, x))(params, image).jaxpr
-    return count_macs(jaxpr)
+    return count_macs(_forward_jaxpr(model, input_hw)[1])
 
 
 def summarize(
@@ -87,9 +91,8 @@ def summarize(
 ) -> dict[str, Any]:
     """Params and GMACs of a variant for one (1, H, W, 3) image. Returns a dict of figures."""
     model = variants.make_model(name, num_keypoints, scan_blocks=True, attention_impl="xla")
-    image = jax.ShapeDtypeStruct((1, *input_hw, 3), jnp.float32)
-    params = jax.eval_shape(model.init, jax.random.key(0), image)
-    total, attention = forward_macs(model, input_hw)
+    params, jaxpr = _forward_jaxpr(model, input_hw)
+    total, attention = count_macs(jaxpr)
     out = {
         "model": name,
         "num_keypoints": num_keypoints,
@@ -101,6 +104,7 @@ def summarize(
     }
     if xla:
         unrolled = model.clone(scan_blocks=False)
+        image = jax.ShapeDtypeStruct((1, *input_hw, 3), jnp.float32)
         params = jax.eval_shape(unrolled.init, jax.random.key(0), image)
         compiled = jax.jit(lambda p, x: unrolled.apply(p, x)).lower(params, image).compile()
         cost = compiled.cost_analysis()
