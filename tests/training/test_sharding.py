@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from aggpose_jax.training import optim, sharding, steps
+from aggpose_jax.training.losses import joints_mse_loss
 from aggpose_jax.training.state import make_init_fn
 
 
@@ -107,3 +108,24 @@ def test_optimizer_is_torch_adamw_one_step():
     upd, _ = tx.update(g, tx.init(p), p)
     expected = p - lr * 0.01 * p - lr * g / (jnp.abs(g) + 1e-8)
     np.testing.assert_allclose(p + upd, expected, rtol=1e-6)
+
+
+def test_steps_normalise_uint8_images_on_the_device():
+    """The train and predict steps take the loaders' uint8 RGB and normalise it once."""
+    mesh = sharding.make_mesh(8, 1)
+    model = ConvNet(drop=0.0)
+    schedule = optax.constant_schedule(1e-3)
+    tx = optim.make_optimizer(schedule)
+    state = make_init_fn(model, tx, (32, 32))(jax.random.PRNGKey(0))
+    batch = _batch(0)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    floats = ((batch["image"] / 255.0 - mean) / std).astype(np.float32)
+    expected = model.apply({"params": state.params}, floats)
+    predict = steps.make_predict_fn(model, lambda: state.params, mesh)
+    np.testing.assert_allclose(predict(batch["image"]), expected, atol=1e-5)
+    expected_loss = joints_mse_loss(expected, batch["heatmaps"], batch["target_weight"])
+    step = jax.jit(steps.make_train_step(model, tx, schedule))
+    _, metrics = step(state, batch)
+    np.testing.assert_allclose(metrics["loss"], expected_loss, rtol=1e-5)
+    with pytest.raises(TypeError, match="uint8"):
+        step(state, dict(batch, image=floats))
