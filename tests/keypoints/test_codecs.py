@@ -36,6 +36,18 @@ def test_encode_peak_weight_and_window_rule():
     assert hm[21, 19, 0] == pytest.approx(far, rel=1e-5)
 
 
+def test_encode_equals_the_official_float32_targets_bit_for_bit():
+    # The official target: np.exp(-((x - mu_x)^2 + (y - mu_y)^2) / (2 sigma^2)) in float64, stored
+    # in a float32 array; the far tails are float32 denormals there too.
+    rng = np.random.default_rng(3)
+    kp = np.stack([rng.uniform(-5, W + 5, 17), rng.uniform(-5, H + 5, 17)], -1)
+    hm, weight = codecs.encode_heatmaps(kp, np.ones(17), (W, H), 2.0)
+    ys, xs = np.mgrid[:H, :W].astype(np.float64)
+    for k in np.flatnonzero(weight):
+        official = np.exp(-((xs - kp[k, 0]) ** 2 + (ys - kp[k, 1]) ** 2) / (2 * 2.0**2))
+        np.testing.assert_array_equal(hm[..., k], official.astype(np.float32))
+
+
 # --- decoding: round trips ----------------------------------------------------------------------
 
 
