@@ -204,8 +204,9 @@ def train_example(
     """The training chain on one record: read, half body, scale/rotation, flip, jitter, crop, targets.
 
     Shapes: record as in `sources`; -> image (h, w, 3) uint8 RGB (normalised on the device:
-    `aggpose_jax.models.preprocess`), heatmaps (h', w', K) float32, target_weight (K,), keypoints (K, 2) input
-    pixels, visibility (K,), center (2,), scale (2,), rotation, flipped, score, image_id.
+    `aggpose_jax.models.preprocess`), heatmaps (h', w', K) float32, target_weight (K,),
+    keypoints (K, 2) input pixels, visibility (K,), center (2,), scale (2,), rotation, flipped,
+    score, image_id.
     `jitter_on` "crop" (ours) or "image" (the official order). With "crop" and `decode_region`, a
     sample without colour jitter decodes only the crop's source box (`crop.topdown_affine`); the
     jitter's contrast mean needs the whole image, so a jittered sample decodes all of it.

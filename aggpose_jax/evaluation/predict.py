@@ -1,7 +1,8 @@
 """Top-down prediction: flip test -> heatmap decoding -> image coordinates (official release order).
 
 `predict_fn` maps NHWC crops (B, H, W, 3) to heatmaps (B, h, w, K); the trainer passes a jitted
-model apply that takes the loaders' uint8 RGB and normalises it on the device. This module never imports models: it only calls what it is given.
+model apply that takes the loaders' uint8 RGB and normalises it on the device. This module never
+imports models: it only calls what it is given.
 """
 
 from collections.abc import Callable
@@ -82,8 +83,8 @@ def predict_keypoints(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints in image pixels for a batch of top-down crops.
 
-    Shapes: images (B, H, W, 3) as predict_fn takes them, centers (B, 2), scales (B, 2), flip_indices (K,) or None
-    -> coords (B, K, 2) float64 image pixels (x, y), maxvals (B, K) float64.
+    Shapes: images (B, H, W, 3) as predict_fn takes them, centers (B, 2), scales (B, 2),
+    flip_indices (K,) or None -> coords (B, K, 2) float64 image pixels (x, y), maxvals (B, K) float64.
 
     Order as in the official release: predict (+ flip test) -> decode on the host in float64
     (`codecs.decode_heatmaps`, DARK by default) -> the inverse of the rotation-free crop transform

@@ -103,11 +103,12 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Trains (resuming from the workdir if it holds a checkpoint) and evaluates; returns a summary.
 
-    Shapes: train_iter yields host-local batches {"image" (b, H, W, 3) uint8 RGB, "heatmaps" (b, H/4, W/4, K),
-    "target_weight" (b, K)} with b = global_batch_size / process_count; a grain iterator is saved with
-    the state. eval_fn(predict, workdir) -> {"AP": ..., ...} runs the evaluation with predict(images
-    (B, H, W, 3) uint8) -> heatmaps (B, H/4, W/4, K). after_train(predict, workdir) draws pictures.
-    `model` replaces the module built from config.model (tests use a small conv net).
+    Shapes: train_iter yields host-local batches {"image" (b, H, W, 3) uint8 RGB,
+    "heatmaps" (b, H/4, W/4, K), "target_weight" (b, K)} with b = global_batch_size / process_count;
+    a grain iterator is saved with the state. eval_fn(predict, workdir) -> {"AP": ..., ...} runs the
+    evaluation with predict(images (B, H, W, 3) uint8) -> heatmaps (B, H/4, W/4, K).
+    after_train(predict, workdir) draws pictures. `model` replaces the module built from
+    config.model (tests use a small conv net).
     """
     workdir = pathlib.Path(workdir)
     eval_fn = eval_fn if config.eval.enabled else None
