@@ -88,15 +88,14 @@ def _grey_levels(a, b):
 
 
 def test_without_turbojpeg_the_same_examples(records, monkeypatch):
-    kw = KW
     expected = [
-        transforms.train_example(records[i], np.random.default_rng(i), **kw) for i in range(6)
+        transforms.train_example(records[i], np.random.default_rng(i), **KW) for i in range(6)
     ]
     ev_kw = dict(input_hw=(256, 192))
     evals = [transforms.eval_example(records[i], **ev_kw) for i in range(6)]
     monkeypatch.setattr(jpeg, "available", lambda: False)
     for i in range(6):
-        got = transforms.train_example(records[i], np.random.default_rng(i), **kw)
+        got = transforms.train_example(records[i], np.random.default_rng(i), **KW)
         assert _grey_levels(got, expected[i]) <= 1
         np.testing.assert_array_equal(got["heatmaps"], expected[i]["heatmaps"])
         assert _grey_levels(transforms.eval_example(records[i], **ev_kw), evals[i]) <= 1
