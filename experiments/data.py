@@ -93,12 +93,12 @@ def make_data(config: ml_collections.ConfigDict) -> RunData:
         val_records = sources.PersonRecords.from_records(rows, fmt.num_keypoints)
 
     def eval_batches():
-        # Every host predicts the whole set (the predict function expects equal inputs everywhere).
-        return iter(
-            loaders.make_eval_batches(
-                val_records, batch_size=config.eval.batch_size, input_hw=tuple(d.input_hw)
-            )
-        )
+        # This host's share; `run_evaluation` gathers the predictions of every host before scoring.
+        batches = loaders.make_eval_batches(
+            val_records, batch_size=max(1, config.eval.batch_size // n_proc),
+            input_hw=tuple(d.input_hw), shard_index=jax.process_index(), shard_count=n_proc,
+        )  # fmt: skip
+        return iter(batches)
 
     nms = "oks" if fmt.name == "coco" else None  # the official infant evaluation has no NMS
 
@@ -126,15 +126,16 @@ def render_predictions(predict, records, fmt, input_hw, workdir: pathlib.Path, c
     first = int(records.image_ids[0])
     rows = [records[i] for i in range(len(records)) if int(records.image_ids[i]) == first]
     subset = sources.PersonRecords.from_records(rows, fmt.num_keypoints)
-    batches = loaders.make_eval_batches(subset, batch_size=len(rows), input_hw=input_hw)
-    preds = evaluator.collect_predictions(
-        predict, iter(batches), fmt, flip_test=config.eval.flip_test
-    )
+    batch = next(iter(loaders.make_eval_batches(subset, batch_size=len(rows), input_hw=input_hw)))
+    # predict is collective: every process runs it (on the same rows); process 0 draws.
+    preds = evaluator.collect_predictions(predict, [batch], fmt, flip_test=config.eval.flip_test)
+    crop = batch["image"][:1]
+    heatmaps = np.asarray(predict(crop))[0]
+    if jax.process_index() != 0:
+        return
     image = cv2.cvtColor(cv2.imread(rows[0]["image_path"]), cv2.COLOR_BGR2RGB)
     out = workdir / f"poses_{first}.png"
     visualize.render_poses(image, preds.coords, preds.maxvals, fmt, out)
-    crop = next(iter(batches))["image"][:1]
-    heatmaps = np.asarray(predict(crop))[0]
     visualize.render_heatmaps(
         heatmaps, workdir / f"heatmaps_{first}.png", fmt.keypoint_names, image_rgb=crop[0]
     )

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from aggpose_jax.models import preprocess
@@ -106,10 +107,12 @@ def jit_train_step(train_step, state_shardings: Any, mesh: Mesh):
 def make_predict_fn(
     model: nn.Module, params_fn: Callable[[], Any], mesh: Mesh
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """predict(images (B, H, W, 3) uint8 RGB numpy, the same on every process) -> (B, h, w, K) numpy.
+    """predict(images (b, H, W, 3) uint8 RGB numpy, this process's rows) -> (b, h, w, K) numpy.
 
-    `params_fn` returns the current (sharded) params, so one predict function serves a whole run. The
-    batch is split over the mesh when B divides by the device count, otherwise replicated.
+    `params_fn` returns the current (sharded) params, so one predict function serves a whole run.
+    Every process calls predict together (it runs one global batch) with the same b, each with its
+    own rows, and gets the heatmaps of its own rows back; on one process that is the whole batch.
+    The rows are padded to a multiple of the process's device count, so any b splits over the mesh.
     """
 
     def forward(params, images):
@@ -117,25 +120,18 @@ def make_predict_fn(
         return heatmaps.astype(jnp.float32)
 
     apply = jax.jit(forward)
-    n = mesh.devices.size
+    local_devices = len(mesh.local_devices)
+    batch_sh = sharding_lib.batch_sharding(mesh)
 
     def predict(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
-        sh = sharding_lib.batch_sharding(mesh) if images.shape[0] % n == 0 else None
-        sh = sh or sharding_lib.replicated(mesh)
-        if jax.process_count() > 1 and sh.spec != jax.sharding.PartitionSpec():
-            # Every process holds the whole batch: take this process's rows.
-            idx = sh.addressable_devices_indices_map(images.shape)
-            x = jax.make_array_from_single_device_arrays(
-                images.shape, sh, [jax.device_put(images[i], d) for d, i in idx.items()]
-            )
-        else:
-            x = jax.device_put(images, sh)
+        b = images.shape[0]
+        pad = -b % local_devices
+        if pad:
+            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+        x = jax.make_array_from_process_local_data(batch_sh, images)
         out = apply(params_fn(), x)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            return np.asarray(multihost_utils.process_allgather(out, tiled=True))
-        return np.asarray(out)
+        local = multihost_utils.global_array_to_host_local_array(out, mesh, batch_sh.spec)
+        return np.asarray(local)[:b]
 
     return predict

@@ -106,9 +106,10 @@ def train_and_evaluate(
     Shapes: train_iter yields host-local batches {"image" (b, H, W, 3) uint8 RGB,
     "heatmaps" (b, H/4, W/4, K), "target_weight" (b, K)} with b = global_batch_size / process_count;
     a grain iterator is saved with the state. eval_fn(predict, workdir) -> {"AP": ..., ...} runs the
-    evaluation with predict(images (B, H, W, 3) uint8) -> heatmaps (B, H/4, W/4, K).
-    after_train(predict, workdir) draws pictures. `model` replaces the module built from
-    config.model (tests use a small conv net).
+    evaluation with predict(images (b, H, W, 3) uint8, this process's rows) -> their heatmaps
+    (b, H/4, W/4, K); predict is collective, so eval_fn and after_train(predict, workdir), which
+    draws pictures, run on every process. `model` replaces the module built from config.model
+    (tests use a small conv net).
     """
     workdir = pathlib.Path(workdir)
     eval_fn = eval_fn if config.eval.enabled else None
@@ -296,9 +297,10 @@ def train_and_evaluate(
     manager.close()
     best_manager.close()
     summary["step"] = step
-    if not summary["preempted"] and jax.process_index() == 0:
-        log_lib.plot_loss_curve(writer.path, workdir / "loss_curve.png", config.exp_name)
-        if after_train is not None:
+    if not summary["preempted"]:
+        if jax.process_index() == 0:
+            log_lib.plot_loss_curve(writer.path, workdir / "loss_curve.png", config.exp_name)
+        if after_train is not None:  # on every process: predict is collective
             after_train(predict, workdir)
     writer.close()
     summary["state"] = state

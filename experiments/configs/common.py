@@ -95,7 +95,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval.every_steps = -1  # -1: once per epoch; 0: only at the end
     c.eval.use_gt_bbox = True  # the official COCO yaml evaluates with ground-truth boxes
     c.eval.flip_test = True
-    c.eval.batch_size = 32
+    c.eval.batch_size = 32  # global: each of P processes takes batch_size // P crops a batch
     c.eval.max_images = -1
     c.eval.render = True  # save a picture of predicted poses and heatmaps into the workdir
 

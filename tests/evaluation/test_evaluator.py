@@ -1,6 +1,7 @@
 """End-to-end top-down evaluation on the bundled COCO sample with a near-perfect predict function."""
 
 import contextlib
+import dataclasses
 import io
 import json
 
@@ -157,3 +158,22 @@ def test_scorer_injection_and_empty_input(gt):
         evaluator.run_evaluation(
             lambda x: x, [{"image": np.zeros((1, 4, 4, 3))}], gt, COCO, scorer=scorer
         )
+
+
+def test_predictions_carry_record_indices_and_gather_in_record_order(gt):
+    crops = _gt_crops(gt)
+    fn = _perfect_predict_fn([c["target"] for c in crops])
+    preds = evaluator.collect_predictions(fn, _batches(crops, 5), COCO)
+    # Without "record_index" in the batches: the running row number, padding rows dropped.
+    np.testing.assert_array_equal(preds.record_indices, np.arange(12))
+    # A shard's rows in any order come back sorted by record index, every field alike.
+    order = np.array([5, 0, 11, 3, 7, 1, 9, 2, 10, 4, 8, 6])
+    fields = [f.name for f in dataclasses.fields(preds)]
+    shuffled = evaluator.PersonPredictions(**{n: getattr(preds, n)[order] for n in fields})
+    gathered = evaluator.gather_predictions(shuffled)
+    for n in fields:
+        np.testing.assert_array_equal(getattr(gathered, n), getattr(preds, n))
+    with_index = [dict(b, record_index=np.arange(5) + 100) for b in _batches(crops[:5], 5)]
+    assert evaluator.collect_predictions(fn, with_index, COCO).record_indices.tolist() == [
+        100, 101, 102, 103, 104
+    ]  # fmt: skip

@@ -129,3 +129,17 @@ def test_steps_normalise_uint8_images_on_the_device():
     np.testing.assert_allclose(metrics["loss"], expected_loss, rtol=1e-5)
     with pytest.raises(TypeError, match="uint8"):
         step(state, dict(batch, image=floats))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 11])
+def test_predict_takes_any_number_of_rows(rows):
+    """Rows that do not split over the 8 devices are padded, predicted and trimmed."""
+    mesh = sharding.make_mesh(4, 2)
+    model = ConvNet(drop=0.0)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    images = _batch(1, b=rows)["image"]
+    floats = (images / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    expected = model.apply({"params": params}, floats.astype(np.float32))
+    got = steps.make_predict_fn(model, lambda: params, mesh)(images)
+    assert got.shape == (rows, 8, 8, 5)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
