@@ -90,19 +90,18 @@ def test_nan_batch_stops_naming_the_step_and_keeps_good_checkpoint(tmp_path):
     assert int(state["step"]) == 4
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path):
-    single = result_of(run_script(tmp_path / "single", 4, "--fsdp=2"))
-    port = 20000 + os.getpid() % 20000
-    procs = [
+def start_two_processes(workdir, steps, *extra, port_offset=0):
+    """The script on 2 processes of 4 fake devices each (the 8 of one process), as two hosts run it."""
+    port = 20000 + (os.getpid() + port_offset) % 20000
+    return [
         subprocess.Popen(
             [
                 sys.executable,
                 str(SCRIPT),
-                str(tmp_path / "multi"),
-                "4",
-                "--fsdp=2",
-                "--devices=4",
+                str(workdir),
+                str(steps),
+                "--devices=2",
+                *extra,
                 f"--coordinator=localhost:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",
@@ -113,13 +112,50 @@ def test_two_processes_match_one_process(tmp_path):
         )  # fmt: skip
         for i in range(2)
     ]
+
+
+def results_of(procs) -> list[dict]:
     outs = [p.communicate(timeout=400) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
-    results = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    return [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(tmp_path):
     import numpy as np
 
-    for r in results:
+    single = result_of(run_script(tmp_path / "single", 4, "--fsdp=2"))
+    for r in results_of(start_two_processes(tmp_path / "multi", 4, "--fsdp=2")):
         assert r["step"] == 4
+        np.testing.assert_allclose(r["loss"], single["loss"], rtol=1e-5)
+        np.testing.assert_allclose(r["params_head"], single["params_head"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_path):
+    """A preemption notice on one host: both hosts save the same step, exit 0, and resume from it."""
+    import numpy as np
+
+    workdir = tmp_path / "multi"
+    procs = start_two_processes(workdir, 12, "--fsdp=2", "--sleep=0.3", "--ckpt_every=100000")
+    metrics = workdir / "metrics.jsonl"  # written by process 0
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        metrics.exists() and metrics.read_text().count("\n") >= 2
+    ):
+        time.sleep(0.2)
+    seen = metrics.read_text().count("\n")
+    procs[1].send_signal(signal.SIGTERM)
+    stopped = results_of(procs)
+    assert [r["preempted"] for r in stopped] == [True, True]
+    step = stopped[0]["step"]
+    assert stopped[1]["step"] == step and seen <= step < 12
+    assert checkpoint_steps(workdir) == [step]  # saved only because of the signal
+
+    resumed = results_of(start_two_processes(workdir, 12, "--fsdp=2", port_offset=1))
+    single = result_of(run_script(tmp_path / "single", 12, "--fsdp=2"))
+    for r in resumed:
+        assert r["step"] == 12 and not r["preempted"]
         np.testing.assert_allclose(r["loss"], single["loss"], rtol=1e-5)
         np.testing.assert_allclose(r["params_head"], single["params_head"], rtol=1e-4, atol=1e-6)
