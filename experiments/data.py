@@ -97,6 +97,7 @@ def make_data(config: ml_collections.ConfigDict) -> RunData:
         batches = loaders.make_eval_batches(
             val_records, batch_size=max(1, config.eval.batch_size // n_proc),
             input_hw=tuple(d.input_hw), shard_index=jax.process_index(), shard_count=n_proc,
+            num_workers=d.num_workers,
         )  # fmt: skip
         return iter(batches)
 

@@ -47,7 +47,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.augment = (
         "official"  # official (half body, scale, rotation, flip, colour) | light | none
     )
-    c.data.num_workers = 0  # grain worker processes per host (0: in the main process)
+    c.data.num_workers = 0  # grain worker processes per host, training and evaluation (0: none)
     c.data.shuffle = True
     c.data.repeat_sample = 1  # repeat a tiny training set within one epoch
 

@@ -134,3 +134,14 @@ def test_eval_padding_is_black_uint8(records):
     ev = list(loaders.make_eval_batches(records, batch_size=5, input_hw=(64, 48)))
     assert all(b["image"].dtype == np.uint8 for b in ev)
     assert ev[-1]["image"][:2].any() and not ev[-1]["image"][2:].any()  # 12 = 5 + 5 + 2
+
+
+def test_eval_batches_are_the_same_with_worker_processes(records):
+    kw = dict(batch_size=5, input_hw=(64, 48), shard_index=1, shard_count=2)
+    make = lambda workers: list(loaders.make_eval_batches(records, num_workers=workers, **kw))  # noqa: E731
+    reference, with_workers = make(0), make(2)
+    assert len(reference) == len(with_workers) == 2  # 6 records of host 1 in 5-batches
+    for a, b in zip(reference, with_workers, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
