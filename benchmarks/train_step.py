@@ -5,7 +5,8 @@
 Times a jitted training step (forward + backward of the official target-weighted joints MSE, drop path
 active, gradients returned) and a jitted eval forward, as the median of `--runs` runs after warm-up,
 in wall-clock seconds and in process CPU seconds (`*_cpu_s`, all threads: less sensitive than wall
-time to other jobs on a shared machine).
+time to other jobs on a shared machine). On CPU the blocks are rematerialised by default: recomputing
+a block's forward in its backward is faster there than stacking and reading back its activations.
 On an accelerator it also reports images/s and MFU (model FLOPs = 3 x forward MACs x 2 per image,
 against the peak dense bf16/fp32 FLOP/s of the device, from the table below).
 """
@@ -135,14 +136,17 @@ def main() -> None:
     parser.add_argument("--input-hw", type=int, nargs=2, default=(256, 192))
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--no-scan", action="store_true", help="unrolled block groups")
-    parser.add_argument("--remat", action="store_true")
+    parser.add_argument("--remat", choices=["auto", "on", "off"], default="auto",
+                        help="rematerialise each block in the backward; auto: on for CPU, where "
+                             "it is the faster setting (docs/benchmarks.md), off elsewhere")  # fmt: skip
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--torch-baseline", action="store_true",
                         help="also time the PyTorch oracle of the tests (needs torch)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
-    res = run(args.model, args.batch, tuple(args.input_hw), args.dtype, not args.no_scan,
-              args.remat, args.runs)  # fmt: skip
+    remat = args.remat == "on" or (args.remat == "auto" and jax.default_backend() == "cpu")
+    res = run(args.model, args.batch, tuple(args.input_hw), args.dtype, not args.no_scan, remat,
+              args.runs)  # fmt: skip
     if args.torch_baseline:
         res.update(run_torch_baseline(args.batch, tuple(args.input_hw), args.runs))
         res["speedup_train"] = res["torch_train_step_s"] / res["train_step_s"]
