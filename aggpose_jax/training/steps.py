@@ -121,7 +121,7 @@ def make_predict_fn(
 
     apply = jax.jit(forward)
     local_devices = len(mesh.local_devices)
-    batch_sh = sharding_lib.batch_sharding(mesh)
+    batch_spec = sharding_lib.batch_sharding(mesh).spec
 
     def predict(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
@@ -129,9 +129,9 @@ def make_predict_fn(
         pad = -b % local_devices
         if pad:
             images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-        x = jax.make_array_from_process_local_data(batch_sh, images)
+        x = sharding_lib.make_global_batch({"image": images}, mesh)["image"]
         out = apply(params_fn(), x)
-        local = multihost_utils.global_array_to_host_local_array(out, mesh, batch_sh.spec)
+        local = multihost_utils.global_array_to_host_local_array(out, mesh, batch_spec)
         return np.asarray(local)[:b]
 
     return predict

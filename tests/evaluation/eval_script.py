@@ -10,27 +10,20 @@ and the number of crops this process predicted during the evaluation (flip test 
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 
 parser = argparse.ArgumentParser()
 parser.add_argument("workdir")
-parser.add_argument("--devices", type=int, default=4)
-parser.add_argument("--coordinator", default="")
-parser.add_argument("--num_processes", type=int, default=1)
-parser.add_argument("--process_id", type=int, default=0)
-args = parser.parse_args()
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import processes  # noqa: E402
+
+args = processes.join_job(parser, devices=4)
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
-if args.coordinator:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 from aggpose_jax.training import sharding, steps  # noqa: E402
 from experiments import data  # noqa: E402

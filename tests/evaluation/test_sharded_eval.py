@@ -5,11 +5,11 @@ net on the bundled sample, 4 fake CPU devices in all.
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
+import processes
 import pytest
 
 SCRIPT = pathlib.Path(__file__).with_name("eval_script.py")
@@ -28,28 +28,9 @@ def test_two_processes_give_the_one_process_results(tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     single = _result(one.stdout)
 
-    port = 20000 + (os.getpid() + 7) % 20000
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(SCRIPT),
-                str(tmp_path / "two"),
-                "--devices=2",
-                f"--coordinator=localhost:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    halves = [_result(out) for out, _ in outs]
+    halves = processes.json_results(
+        processes.start_two(SCRIPT, [str(tmp_path / "two"), "--devices=2"], port_offset=7)
+    )
 
     # Each process predicted half of the 12 crops; both score the whole set, as one process does.
     assert single["rows"] == 12 and [h["rows"] for h in halves] == [6, 6]

@@ -5,13 +5,13 @@ trainer.train_and_evaluate on 8 fake CPU devices (the AggPose path is in tests/e
 """
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
 
+import processes
 import pytest
 
 SCRIPT = pathlib.Path(__file__).with_name("train_script.py")
@@ -92,33 +92,8 @@ def test_nan_batch_stops_naming_the_step_and_keeps_good_checkpoint(tmp_path):
 
 def start_two_processes(workdir, steps, *extra, port_offset=0):
     """The script on 2 processes of 4 fake devices each (the 8 of one process), as two hosts run it."""
-    port = 20000 + (os.getpid() + port_offset) % 20000
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(SCRIPT),
-                str(workdir),
-                str(steps),
-                "--devices=2",
-                *extra,
-                f"--coordinator=localhost:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-
-
-def results_of(procs) -> list[dict]:
-    outs = [p.communicate(timeout=400) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    return [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    args = [str(workdir), str(steps), "--devices=4", *extra]
+    return processes.start_two(SCRIPT, args, port_offset)
 
 
 @pytest.mark.slow
@@ -126,7 +101,7 @@ def test_two_processes_match_one_process(tmp_path):
     import numpy as np
 
     single = result_of(run_script(tmp_path / "single", 4, "--fsdp=2"))
-    for r in results_of(start_two_processes(tmp_path / "multi", 4, "--fsdp=2")):
+    for r in processes.json_results(start_two_processes(tmp_path / "multi", 4, "--fsdp=2")):
         assert r["step"] == 4
         np.testing.assert_allclose(r["loss"], single["loss"], rtol=1e-5)
         np.testing.assert_allclose(r["params_head"], single["params_head"], rtol=1e-4, atol=1e-6)
@@ -147,13 +122,13 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
         time.sleep(0.2)
     seen = metrics.read_text().count("\n")
     procs[1].send_signal(signal.SIGTERM)
-    stopped = results_of(procs)
+    stopped = processes.json_results(procs)
     assert [r["preempted"] for r in stopped] == [True, True]
     step = stopped[0]["step"]
     assert stopped[1]["step"] == step and seen <= step < 12
     assert checkpoint_steps(workdir) == [step]  # saved only because of the signal
 
-    resumed = results_of(start_two_processes(workdir, 12, "--fsdp=2", port_offset=1))
+    resumed = processes.json_results(start_two_processes(workdir, 12, "--fsdp=2", port_offset=1))
     single = result_of(run_script(tmp_path / "single", 12, "--fsdp=2"))
     for r in resumed:
         assert r["step"] == 12 and not r["preempted"]

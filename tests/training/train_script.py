@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import pathlib
 import signal
 import sys
 import time
@@ -23,22 +24,16 @@ parser.add_argument("--sleep", type=float, default=0.0)
 parser.add_argument("--fsdp", type=int, default=1)
 parser.add_argument("--ckpt_every", type=int, default=2)
 parser.add_argument("--nan_step", type=int, default=-1)
-parser.add_argument("--coordinator", default="")
-parser.add_argument("--num_processes", type=int, default=1)
-parser.add_argument("--process_id", type=int, default=0)
-parser.add_argument("--devices", type=int, default=8)
-args = parser.parse_args()
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import processes  # noqa: E402
+
+args = processes.join_job(parser, devices=8)
 
 import flax.linen as nn  # noqa: E402
 import grain  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-
-if args.coordinator:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 from aggpose_jax.training import trainer  # noqa: E402
 from experiments.configs import aggpose_l  # noqa: E402
