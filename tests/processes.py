@@ -2,7 +2,7 @@
 
 Inside a script: `join_job(parser)` parses the process options, fakes the devices and joins the job
 (before anything imports jax). In a test: `start_two(script, args)` launches it twice with a shared
-coordinator and `json_results(procs)` returns each process's last stdout line as JSON.
+coordinator and `json_results(procs)` returns each process's last stdout line as JSON (`last_json`).
 """
 
 import argparse
@@ -53,9 +53,14 @@ def start_two(script, args: list[str], port_offset: int = 0) -> list[subprocess.
     ]
 
 
+def last_json(stdout: str) -> dict:
+    """A script's result: its last stdout line, parsed as JSON."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def json_results(procs: list[subprocess.Popen], timeout: float = 400) -> list[dict]:
     """Waits for every process, asserts exit 0 (showing stderr), parses each last stdout line."""
     outs = [p.communicate(timeout=timeout) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    return [last_json(out) for out, _ in outs]

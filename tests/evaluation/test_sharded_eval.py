@@ -15,10 +15,6 @@ import pytest
 SCRIPT = pathlib.Path(__file__).with_name("eval_script.py")
 
 
-def _result(proc_out: str) -> dict:
-    return json.loads(proc_out.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
 def test_two_processes_give_the_one_process_results(tmp_path):
     one = subprocess.run(
@@ -26,7 +22,7 @@ def test_two_processes_give_the_one_process_results(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
-    single = _result(one.stdout)
+    single = processes.last_json(one.stdout)
 
     halves = processes.json_results(
         processes.start_two(SCRIPT, [str(tmp_path / "two"), "--devices=2"], port_offset=7)

@@ -4,7 +4,6 @@ Each run is tests/training/train_script.py: a conv net on synthetic data through
 trainer.train_and_evaluate on 8 fake CPU devices (the AggPose path is in tests/experiments).
 """
 
-import json
 import pathlib
 import signal
 import subprocess
@@ -27,7 +26,7 @@ def run_script(workdir, steps, *extra, timeout=300):
 
 def result_of(proc) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return processes.last_json(proc.stdout)
 
 
 def checkpoint_steps(workdir) -> list[int]:
@@ -63,9 +62,7 @@ def test_sigterm_saves_at_the_next_step_and_exits_0(tmp_path):
         time.sleep(0.2)
     seen = metrics.read_text().count("\n")
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
-    result = json.loads(out.strip().splitlines()[-1])
+    (result,) = processes.json_results([proc], timeout=120)
     assert result["preempted"]
     saved = checkpoint_steps(workdir)
     # Saved only because of the signal (periodic saves are off), a step or two after it arrived.
