@@ -14,7 +14,7 @@ docs/evaluation.md lists them and what `strict_pycocotools=False` changes.
 import argparse
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -92,13 +92,21 @@ def resolve_sigmas(sigmas, num_keypoints: int | None) -> np.ndarray:
     return out
 
 
-def _prepare(gt, results, sigmas, strict: bool):
+def _load_tables(gt, results, sigmas, strict: bool):
+    gt_source, results_source = coco_tables.source_of(gt), coco_tables.source_of(results)
     gt, results = coco_tables.load_json(gt), coco_tables.load_json(results)
-    if not isinstance(gt, Mapping):
-        raise ValueError("ground truth must be a COCO-format dict (or a path to one)")
-    sig = resolve_sigmas(sigmas, coco_tables.infer_num_keypoints(gt, results or []))
-    gtt = coco_tables.load_ground_truth(gt, sig.size, strict=strict)
-    dtt = coco_tables.load_results(results, gtt, sig.size, MAX_DETS, strict=strict)
+    sig = resolve_sigmas(sigmas, coco_tables.infer_num_keypoints(gt, results))
+    gtt = coco_tables.load_ground_truth(gt, sig.size, strict=strict, source=gt_source)
+    dtt = coco_tables.load_results(
+        results, gtt, sig.size, MAX_DETS, strict=strict, source=results_source
+    )
+    return sig, gtt, dtt
+
+
+def _prepare(gt, results, sigmas, strict: bool):
+    # Objects parsed from files die when _load_tables returns, before the collector is back.
+    with coco_tables.paused_gc():
+        sig, gtt, dtt = _load_tables(gt, results, sigmas, strict)
     pair_dt, pair_gt = oks.pair_indices(dtt.key, gtt.key)
     values = oks.pairwise_oks(dtt.xy, gtt.keypoints, gtt.bbox, gtt.area, sig, pair_dt, pair_gt)
     return gtt, dtt, pair_dt, pair_gt, values
@@ -208,19 +216,40 @@ def format_summary(stats: Sequence[float]) -> str:
     return "\n".join(lines)
 
 
-def _read_sigmas(arg: str):
+def _read_sigmas(arg: str) -> str | list[float]:
+    """--sigmas: a built-in name, or the K numbers of a file (a JSON list, or separated by
+    whitespace or commas). Shapes: -> (K,)."""
     if arg in ("coco", "infant"):
         return arg
     with open(arg) as f:
         text = f.read()
     try:
-        return json.loads(text)
+        values = json.loads(text)
     except json.JSONDecodeError:
-        return [float(v) for v in text.replace(",", " ").split()]
+        values = text.replace(",", " ").split()
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{arg}: not K numbers (a JSON list, or whitespace/comma separated)"
+        ) from None
+
+
+def _one_line(err: Exception) -> str:
+    """An input error as one line: the message, or for an OSError the file and the reason."""
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err)
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: print the summary table of RESULTS.json scored against GT.json."""
+    """Command line: print the summary table of RESULTS.json scored against GT.json.
+
+    Bad input (a missing file, invalid JSON, a malformed entry) exits with status 1 and one line
+    on stderr naming the file and the entry, never a traceback.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("gt", help="COCO-format ground-truth JSON")
     parser.add_argument("results", help="keypoint results JSON (a list)")
@@ -237,8 +266,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="correct pycocotools' quirks instead of reproducing them",
     )
     args = parser.parse_args(argv)
-    sigmas = None if args.sigmas is None else _read_sigmas(args.sigmas)
-    result = score(args.gt, args.results, sigmas, strict_pycocotools=args.strict)
+    try:
+        sigmas = None if args.sigmas is None else _read_sigmas(args.sigmas)
+        result = score(args.gt, args.results, sigmas, strict_pycocotools=args.strict)
+    except (OSError, ValueError) as err:
+        parser.exit(1, f"{parser.prog}: error: {_one_line(err)}\n")
     print(format_summary(result.stats))
 
 

@@ -4,12 +4,15 @@ One entry per kept person, as the official release writes them for COCOeval:
 {"image_id", "category_id", "keypoints": [x1, y1, s1, ..., xK, yK, sK], "score", "center", "scale"}.
 """
 
+import itertools
 import json
 import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from aggpose_jax.evaluation import coco_tables
 
 REQUIRED_KEYS = ("image_id", "category_id", "keypoints", "score")
 
@@ -103,8 +106,53 @@ def _check_entry(entry, i: int, path, num_keypoints: int | None) -> None:
                 raise ValueError(f"{where}: {key} must be two finite numbers, got {v!r}")
 
 
+def _all_valid(entries: Sequence, num_keypoints: int | None) -> bool:
+    """True only when every entry passes `_check_entry`, tested field by field on whole columns.
+
+    Exact Python types are compared (bool is not int), so a True here is never wrong; an entry
+    with other number types (numpy scalars) reads False and goes through `_check_entry`.
+    """
+    if not entries:
+        return True
+    if set(map(type, entries)) != {dict}:
+        return False
+    try:
+        image_ids, category_ids, rows, scores = ([e[key] for e in entries] for key in REQUIRED_KEYS)
+    except KeyError:
+        return False
+    if not set(map(type, image_ids)) | set(map(type, category_ids)) <= {int}:
+        return False
+    if not set(map(type, scores)) <= {int, float} or not np.isfinite(np.array(scores, float)).all():
+        return False
+    if set(map(type, rows)) != {list}:
+        return False
+    size = 3 * num_keypoints if num_keypoints is not None else len(rows[0])
+    if size == 0 or size % 3 or any(len(r) != size for r in rows):
+        return False
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}:
+        return False
+    if not np.isfinite(np.array(rows, dtype=np.float64)).all():
+        return False
+    for key in ("center", "scale"):
+        pairs = [e[key] for e in entries if key in e]
+        if pairs and (
+            set(map(type, pairs)) != {list}
+            or any(len(p) != 2 for p in pairs)
+            or not set(map(type, itertools.chain.from_iterable(pairs))) <= {int, float}
+            or not np.isfinite(np.array(pairs, dtype=np.float64)).all()
+        ):
+            return False
+    return True
+
+
 def _check_entries(entries, path, num_keypoints: int | None) -> None:
-    """Check every entry; without `num_keypoints` the first entry's K must hold for all."""
+    """Check every entry; without `num_keypoints` the first entry's K must hold for all.
+
+    The columns are checked at once (`_all_valid`); only when that fails is each entry checked in
+    turn, so that the error names the first bad entry and what is wrong with it.
+    """
+    if _all_valid(entries, num_keypoints):
+        return
     for i, entry in enumerate(entries):
         _check_entry(entry, i, path, num_keypoints)
         if num_keypoints is None:
@@ -112,17 +160,13 @@ def _check_entries(entries, path, num_keypoints: int | None) -> None:
 
 
 def read_results(path: str | os.PathLike, num_keypoints: int | None = None) -> list[dict]:
-    """Read and validate a COCO keypoint results JSON file.
+    """Read and validate a COCO keypoint results JSON file (parsed with orjson).
 
     Shapes: -> N entries. Errors name the file and the entry: not JSON, not a list, a missing key, a
     non-integer id, a keypoints list that is not [x, y, score] * K (K = `num_keypoints` when given, and
     the same K for every entry), non-finite numbers, a malformed center/scale.
     """
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{os.fspath(path)}: not valid JSON ({err})") from None
+    data = coco_tables.read_json(path)
     if not isinstance(data, list):
         raise ValueError(
             f"{os.fspath(path)}: expected a list of result entries, got {type(data).__name__}"

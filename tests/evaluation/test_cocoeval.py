@@ -5,6 +5,7 @@ import contextlib
 import copy
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -419,3 +420,145 @@ def test_a_category_without_keypoints_in_the_ground_truth():
     gt = _gt([_person(1, 1, p), thing], cats=(1, 2))
     ours = assert_agrees(gt, [_res(1, p, 0.9)])
     assert ours["AP"] == pytest.approx(1.0)
+
+
+# ---- the command line on bad input: one line on stderr, naming the file and the entry --------
+
+
+def _valid_pair():
+    rng = np.random.default_rng(30)
+    poses = [_pose(rng, 120 * i) for i in range(3)]
+    gt = _gt([_person(i + 1, 1 + i % 2, p) for i, p in enumerate(poses)])
+    return gt, [_res(1 + i % 2, p + 2, 0.9 - 0.1 * i) for i, p in enumerate(poses)]
+
+
+_DELETE = object()
+
+
+def _spoiled(obj, path, value=_DELETE) -> str:
+    """JSON of a copy of obj with the item at `path` deleted, replaced, or mapped by `value`."""
+    root = copy.deepcopy(obj)
+    parent = root
+    for step in path[:-1]:
+        parent = parent[step]
+    if value is _DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value(parent[path[-1]]) if callable(value) else value
+    return json.dumps(root)
+
+
+# (the file spoiled, its text from the valid gt and results, the message after "FILE: ")
+BAD_INPUT = {
+    "results truncated": ("res", lambda gt, res: json.dumps(res)[:-40], r"not valid JSON \("),
+    "results not a list": (
+        "res",
+        lambda gt, res: json.dumps({"results": res}),
+        "results must be a list of objects, got dict",
+    ),
+    "result without keypoints": (
+        "res",
+        lambda gt, res: _spoiled(res, [1, "keypoints"]),
+        r"result 1 lacks \['keypoints'\]",
+    ),
+    "wrong keypoint count": (
+        "res",
+        lambda gt, res: _spoiled(res, [2, "keypoints"], lambda kp: kp[:-3]),
+        r"result 2 has 48 keypoint values, expected 51 \(17 keypoints",
+    ),
+    "non-numeric keypoint value": (
+        "res",
+        lambda gt, res: _spoiled(res, [1, "keypoints", 7], "abc"),
+        "result 1: keypoints value 7 is not a number: 'abc'",
+    ),
+    "null keypoint value": (
+        "res",
+        lambda gt, res: _spoiled(res, [0, "keypoints", 4], None),
+        "result 0: keypoints value 4 is not a number: None",
+    ),
+    "non-numeric score": (
+        "res",
+        lambda gt, res: _spoiled(res, [2, "score"], "high"),
+        "result 2: score is not a number: 'high'",
+    ),
+    "NaN written by json.dump": (
+        "res",
+        lambda gt, res: _spoiled(res, [1, "keypoints", 0], float("nan")),
+        "result 1 has non-finite keypoint coordinates",
+    ),
+    "result on an unknown image": (
+        "res",
+        lambda gt, res: _spoiled(res, [1, "image_id"], 99),
+        "result 1 references image_id 99",
+    ),
+    "ground truth not JSON": ("gt", lambda gt, res: "this is not JSON", r"not valid JSON \("),
+    "ground truth without annotations": (
+        "gt",
+        lambda gt, res: _spoiled(gt, ["annotations"]),
+        "ground truth lacks 'annotations'",
+    ),
+    "ground truth without images": (
+        "gt",
+        lambda gt, res: _spoiled(gt, ["images"]),
+        "ground truth lacks 'images'",
+    ),
+    "annotation with a short keypoints list": (
+        "gt",
+        lambda gt, res: _spoiled(gt, ["annotations", 1, "keypoints"], lambda kp: kp[:-1]),
+        "ground-truth annotation 1 has 50 keypoint values, expected 51",
+    ),
+    "annotation with a non-numeric keypoint": (
+        "gt",
+        lambda gt, res: _spoiled(gt, ["annotations", 2, "keypoints", 4], "x"),
+        "ground-truth annotation 2: keypoints value 4 is not a number: 'x'",
+    ),
+    "annotation whose keypoints are not a list": (
+        "gt",
+        lambda gt, res: _spoiled(gt, ["annotations", 0, "keypoints"], None),
+        "ground-truth annotation 0: keypoints must be a list, got None",
+    ),
+}
+
+
+def _run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "aggpose_jax.evaluation.cocoeval", *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def _assert_one_line_error(out: subprocess.CompletedProcess, path, message: str) -> None:
+    assert out.returncode != 0 and out.stdout == ""
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert re.search(re.escape(f"{path}: ") + message, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_command_line_bad_input_is_one_line(tmp_path, case):
+    which, spoil, message = BAD_INPUT[case]
+    gt, results = _valid_pair()
+    paths = {"gt": tmp_path / "gt.json", "res": tmp_path / "res.json"}
+    paths["gt"].write_text(json.dumps(gt))
+    paths["res"].write_text(json.dumps(results))
+    paths[which].write_text(spoil(gt, results))
+    _assert_one_line_error(_run_cli(paths["gt"], paths["res"]), paths[which], message)
+
+
+def test_command_line_missing_files_are_one_line(tmp_path):
+    gt, results = _valid_pair()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    missing = tmp_path / "nope.json"
+    for args in ((tmp_path / "gt.json", missing), (missing, tmp_path / "res.json")):
+        _assert_one_line_error(_run_cli(*args), missing, "No such file or directory")
+    out = _run_cli(tmp_path / "gt.json", tmp_path / "res.json", "--sigmas", missing)
+    _assert_one_line_error(out, missing, "No such file or directory")
+    (tmp_path / "sigmas.txt").write_text("0.1 high 0.3")
+    out = _run_cli(tmp_path / "gt.json", tmp_path / "res.json", "--sigmas", tmp_path / "sigmas.txt")
+    _assert_one_line_error(out, tmp_path / "sigmas.txt", "not K numbers")
+    # The valid pair itself scores.
+    out = _run_cli(tmp_path / "gt.json", tmp_path / "res.json")
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 10, out.stderr

@@ -5,7 +5,9 @@ Other cocoeval tests import `make_scene`, `pycocotools_eval` and `assert_agrees`
 
 import contextlib
 import copy
+import gc
 import io
+import json
 
 import numpy as np
 import pytest
@@ -203,3 +205,37 @@ def test_random_scenes_match_like_pycocotools(seed):
         np.testing.assert_array_equal(got, e["dtMatches"])
         seen += 1
     assert seen == len(ours) > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scoring_from_files_equals_from_objects_and_pycocotools(tmp_path, seed):
+    k, sigmas = (21, np.full(21, 0.05)) if seed % 2 else (17, None)
+    gt, results = make_scene(300 + seed, k=k, num_images=6, num_cats=1 + seed // 2)
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    res_path.write_text(json.dumps(results))
+    from_objects = assert_agrees(gt, results, sigmas)
+    from_files = cocoeval.evaluate(gt_path, str(res_path), sigmas)
+    assert from_files == from_objects
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        ref = COCOeval(coco_gt, coco_gt.loadRes(str(res_path)), "keypoints")
+        if sigmas is not None:
+            ref.params.kpt_oks_sigmas = sigmas
+        ref.evaluate()
+        ref.accumulate()
+        ref.summarize()
+    np.testing.assert_array_equal([from_files[n] for n in cocoeval.STAT_NAMES], ref.stats)
+    oks_files = cocoeval.compute_oks(gt_path, res_path, sigmas)
+    oks_objects = cocoeval.compute_oks(gt, results, sigmas)
+    assert oks_files.keys() == oks_objects.keys()
+    for key, want in oks_objects.items():
+        np.testing.assert_array_equal(oks_files[key], want)
+    # The collector, paused while files are parsed, is left as it was found.
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        cocoeval.evaluate(gt_path, res_path, sigmas)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

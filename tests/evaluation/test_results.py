@@ -64,7 +64,14 @@ def test_round_trip(tmp_path):
             lambda e: e["keypoints"].__setitem__(4, None),
             "entry 1: keypoints value 4 is not a finite",
         ),
+        (
+            lambda e: e["keypoints"].__setitem__(7, True),
+            "entry 1: keypoints value 7 is not a finite number: True",
+        ),
+        (lambda e: e.update(category_id=1.0), "entry 1: category_id must be an integer"),
         (lambda e: e.update(score=float("nan")), "entry 1: score must be a finite number"),
+        (lambda e: e.update(score="0.5"), "entry 1: score must be a finite number"),
+        (lambda e: e.update(scale=[1.0, float("inf")]), "entry 1: scale must be two finite"),
         (lambda e: e.update(center=[1.0]), "entry 1: center must be two finite numbers"),
     ],
 )
