@@ -32,15 +32,18 @@ import time  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aggpose_jax.keypoints import metainfo  # noqa: E402
+from aggpose_jax.keypoints import codecs, metainfo  # noqa: E402
 from aggpose_jax.models import preprocess  # noqa: E402
-from data_pipelines import jpeg, loaders, sources, transforms  # noqa: E402
+from data_pipelines import jpeg, loaders, sources, topdown  # noqa: E402
 
 OFFICIAL_PER_CORE = 94.6
 # CPU seconds of this process: on a shared machine, wall time also counts the time other processes
 # held the core; samples per CPU second is the per-core rate.
 _clock = time.process_time
-KW = dict(fmt=metainfo.COCO, input_hw=(256, 192), heatmap_hw=(64, 48), sigma=2.0)
+CODEC = codecs.HeatmapCodec((256, 192), (64, 48), sigma=2.0)
+OURS = topdown.TopdownTrainExample(metainfo.COCO, CODEC)
+WHOLE = topdown.TopdownTrainExample(metainfo.COCO, CODEC, decode_region=False)
+OFFICIAL_ORDER = topdown.TopdownTrainExample(metainfo.COCO, CODEC, jitter_on="image")
 
 
 def _rate(fn, records, seconds: float, epoch0: int) -> float:
@@ -66,13 +69,13 @@ _STD = np.asarray(preprocess.STD_RGB, np.float32)
 
 def _official_order(record, rng):
     """The chain in the official order, normalised on the host as ToTensor + Normalize do."""
-    example = transforms.train_example(record, rng, jitter_on="image", **KW)
+    example = OFFICIAL_ORDER(record, rng)
     example["image"] = (example["image"] / np.float32(255.0) - _MEAN) / _STD
     return example
 
 
 def _loader_rate(records, seconds: float) -> float:
-    it = iter(loaders.make_train_loader(records, batch_size=32, seed=0, **KW))
+    it = iter(loaders.make_train_loader(records, OURS, batch_size=32, seed=0))
     next(it)
     n, start = 0, _clock()
     while _clock() - start < seconds:
@@ -85,9 +88,7 @@ def run(seconds: float = 5.0, rounds: int = 3) -> dict:
     cv2.setNumThreads(1)
     paths = sources.sample_paths()
     records = sources.load_coco_records(paths.gt_json, paths.image_root)
-    ours = lambda r, g: transforms.train_example(r, g, jitter_on="crop", **KW)
-    whole = lambda r, g: transforms.train_example(r, g, decode_region=False, **KW)
-    chains = {"ours": ours, "whole": whole, "reference": _official_order}
+    chains = {"ours": OURS, "whole": WHOLE, "reference": _official_order}
     best = dict.fromkeys([*chains, "loader", "decode"], 0.0)
     for k in range(rounds):
         for name, fn in chains.items():

@@ -1,11 +1,13 @@
-"""The pixel steps of the top-down chains: read the image, crop it with the affine warp, finish it.
+"""The pixel steps of the top-down chains: read the file, decode what the warp reads, warp, finish.
 
-Steps on the results dict of `transforms` (each docstring lists the keys it reads, changes, adds).
-Reading is split in two so that the training crop can decode only what it needs: `read_header`
-reads the file and its size (a JPEG header), and `topdown_affine` then decodes just the bounding box
-of the warp's source quadrilateral (`jpeg.decode` with a box, libjpeg-turbo's region decoding) when
-no step before it needed the whole image. Without libturbojpeg 3, or for a non-JPEG file, the whole
-image is decoded with OpenCV: same pixels, slower.
+Steps on the results dict of `topdown` (each docstring lists the keys it reads, changes, adds), in
+chain order: `read_header` reads the file and its size (a JPEG header, nothing decoded);
+`decode_region` decodes just the bounding box of the warp's source quadrilateral (`jpeg.decode`
+with a box, libjpeg-turbo's region decoding) unless a step before it decoded the whole image
+(`decode_image`); `jitter_border` keeps what a colour jitter on the crop needs from the whole
+image; `warp` crops; `finish_crop` applies the pixel work still pending. Without libturbojpeg 3, or
+for a non-JPEG file, the whole image is decoded with OpenCV: same pixels, slower. Sizes are
+(height, width).
 """
 
 import functools
@@ -38,7 +40,7 @@ def _cv2_decode(results: dict, to_rgb: bool) -> dict:
         raise ImageReadError(f"cannot decode image {record_name(results)} ({buf.size} bytes)")
     if to_rgb:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    results.update(image=image, image_wh=(image.shape[1], image.shape[0]), image_is_bgr=not to_rgb)
+    results.update(image=image, image_hw=image.shape[:2], image_is_bgr=not to_rgb)
     return results
 
 
@@ -46,7 +48,7 @@ def read_header(results: dict) -> dict:
     """Reads the encoded file and the image size, decoding nothing when it is a JPEG.
 
     Reads: image_bytes (the encoded file, when the source holds it) or image_path.
-    Adds: image_buffer (N,) uint8, image_wh (W, H); for a file TurboJPEG cannot read, also the
+    Adds: image_buffer (N,) uint8, image_hw (H, W); for a file TurboJPEG cannot read, also the
     decoded image (see `decode_image`). Raises ImageReadError naming the file when it is missing.
     """
     if results.get("image_bytes") is not None:
@@ -61,7 +63,7 @@ def read_header(results: dict) -> dict:
     if jpeg.available() and jpeg.is_jpeg(buf):
         try:
             width, height, _ = jpeg.header(buf)
-            results["image_wh"] = (width, height)
+            results["image_hw"] = (height, width)
             return results
         except jpeg.JpegError:
             pass
@@ -71,7 +73,7 @@ def read_header(results: dict) -> dict:
 def decode_image(results: dict, to_rgb: bool = False) -> dict:
     """Decodes the whole image (BGR; RGB with `to_rgb`) unless it already is.
 
-    Reads: image_buffer. Adds: image (H, W, 3) uint8, image_wh (W, H), image_is_bgr.
+    Reads: image_buffer. Adds: image (H, W, 3) uint8, image_hw (H, W), image_is_bgr.
     Raises ImageReadError naming the file when it cannot be decoded.
     """
     if "image" in results:
@@ -93,13 +95,13 @@ def decode_image(results: dict, to_rgb: bool = False) -> dict:
 def load_image(results: dict, to_rgb: bool = False) -> dict:
     """`read_header` then `decode_image`: the whole image, BGR (RGB with `to_rgb`) or already RGB.
 
-    Reads: image_bytes or image_path. Adds: image_buffer, image (H, W, 3) uint8, image_wh (W, H),
+    Reads: image_bytes or image_path. Adds: image_buffer, image (H, W, 3) uint8, image_hw (H, W),
     image_is_bgr (the channel order is swapped later, on the crop, when it is BGR).
     """
     return decode_image(read_header(results), to_rgb)
 
 
-def _fold_mirror(matrix: np.ndarray, image_w: int) -> np.ndarray:
+def fold_mirror(matrix: np.ndarray, image_w: int) -> np.ndarray:
     """T composed with the mirror x -> W - 1 - x: (2, 3) -> (2, 3)."""
     t = matrix.copy()
     t[:, 2] += t[:, 0] * (image_w - 1)
@@ -107,15 +109,15 @@ def _fold_mirror(matrix: np.ndarray, image_w: int) -> np.ndarray:
     return t
 
 
-def _source_corners(matrix: np.ndarray, output_wh: tuple[int, int]) -> np.ndarray:
+def _source_corners(matrix: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
     """(4, 2) source points of the output rectangle's corner pixels."""
-    w, h = output_wh
+    h, w = output_hw
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
     return geometry.apply_affine(corners, geometry.invert_affine(matrix))
 
 
 def source_box(
-    matrix: np.ndarray, output_wh: tuple[int, int], margin: int = jpeg.REGION_MARGIN
+    matrix: np.ndarray, output_hw: tuple[int, int], margin: int = jpeg.REGION_MARGIN
 ) -> tuple[int, int, int, int]:
     """The source pixels a bilinear warp reads: (x0, y0, x1, y1), ends exclusive, not clipped.
 
@@ -123,30 +125,35 @@ def source_box(
     output corners' source points; bilinear reads floor(p) and floor(p) + 1; `margin` more pixels
     on each side keep chroma upsampling at the box's edge away from them.
     """
-    src = _source_corners(matrix, output_wh)
+    src = _source_corners(matrix, output_hw)
     lo = np.floor(src.min(axis=0)).astype(int) - margin
     hi = np.floor(src.max(axis=0)).astype(int) + 2 + margin
     return int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])
 
 
-def _crop_inside(matrix: np.ndarray, output_wh: tuple[int, int], image_wh: tuple[int, int]) -> bool:
+def _crop_inside(matrix: np.ndarray, output_hw: tuple[int, int], image_hw: tuple[int, int]) -> bool:
     """Whether every output pixel samples inside the image (its four neighbours, with a margin)."""
-    src = _source_corners(matrix, output_wh)
+    src = _source_corners(matrix, output_hw)
     return bool(
         np.all(src >= 1.0)
-        and np.all(src[:, 0] <= image_wh[0] - 2)
-        and np.all(src[:, 1] <= image_wh[1] - 2)
+        and np.all(src[:, 0] <= image_hw[1] - 2)
+        and np.all(src[:, 1] <= image_hw[0] - 2)
     )
 
 
-def _decode_region(results: dict, matrix: np.ndarray, output_wh: tuple[int, int]) -> np.ndarray:
-    """Decodes the warp's source box into results["image"]; returns the inverse map for its pixels.
+def decode_region(results: dict, output_hw: tuple[int, int]) -> dict:
+    """Decodes the pixels the warp reads, unless the whole image is there already.
 
-    Shapes: matrix (2, 3) full image -> output; -> (2, 3) output -> decoded pixels.
+    Reads: crop_matrix (2, 3) image -> output pixels, image_buffer, image_hw, image (if decoded).
+    Adds: image (when absent: the source box, RGB, or the whole image when TurboJPEG cannot read
+    it), image_is_bgr, sample_matrix (2, 3) output -> pixels of `image` (cv2's WARP_INVERSE_MAP).
     """
-    inverse = cv2.invertAffineTransform(matrix)
-    x0, y0, x1, y1 = source_box(matrix, output_wh)
-    width, height = results["image_wh"]
+    inverse = cv2.invertAffineTransform(results["crop_matrix"])
+    results["sample_matrix"] = inverse
+    if "image" in results:
+        return results
+    x0, y0, x1, y1 = source_box(results["crop_matrix"], output_hw)
+    height, width = results["image_hw"]
     inside = x1 > 0 and y1 > 0 and x0 < width and y0 < height
     if inside and jpeg.available() and jpeg.is_jpeg(results["image_buffer"]):
         try:
@@ -158,9 +165,8 @@ def _decode_region(results: dict, matrix: np.ndarray, output_wh: tuple[int, int]
             # Shifting the inverse map's translation by the box's origin (an integer) moves every
             # sample position by exactly that, so cv2's 1/32-pixel rounding sees the same fractions.
             inverse[:, 2] -= (ox, oy)
-            return inverse
-    decode_image(results)
-    return inverse
+            return results
+    return decode_image(results)
 
 
 @functools.lru_cache(maxsize=8)
@@ -170,64 +176,43 @@ def _full_mask(height: int, width: int) -> np.ndarray:
     return mask
 
 
-def topdown_affine(
-    results: dict, input_hw: tuple[int, int], heatmap_hw: tuple[int, int] | None,
-    keep_border_alpha: bool = False,
-) -> dict:  # fmt: skip
-    """The crop: cv2.warpAffine with T(c, s, r, out=input wh), bilinear, constant-0 border; RGB out.
+def jitter_border(results: dict, output_hw: tuple[int, int]) -> dict:
+    """What a per-pixel colour op after the warp needs from the whole image (decoded already).
 
-    Reads: image (or, when absent, image_buffer: only the warp's source box is decoded), image_wh,
-    image_is_bgr, center, scale, rotation, flipped, pixels_flipped, keypoints, visibility.
-    Changes: image -> (h, w, 3) uint8 RGB crop; keypoints -> input pixels (T(out=input wh), zero for
-    invisible joints). Adds: heatmap_keypoints (K, 2) via T(out=heatmap wh) (with `heatmap_hw`).
-    With `keep_border_alpha` (a per-pixel colour op follows the warp; needs the whole image) also
-    adds full_subsample (h', w', 3) uint8 RGB, every 4th pixel of the full image; and when the crop
-    leaves the image it warps with replicated edges and adds border_alpha (h, w) uint8, the weight
-    of the image in each pixel under a constant-0 border, so that `finish_crop` re-borders the crop as
-    a warp of the jittered image would be.
+    Reads: image (H, W, 3) uint8, image_is_bgr, image_hw, crop_matrix. Adds: full_subsample
+    (h', w', 3) uint8 RGB, every 4th pixel of the full image (the contrast mean); when the crop
+    leaves the image, border_alpha (h, w) uint8, the weight of the image in each output pixel under
+    a constant-0 border: `warp` then replicates edges and `finish_crop` re-borders the crop as a
+    warp of the jittered image would be.
     """
-    in_h, in_w = input_hw
-    image_wh = results["image_wh"]
-    center, scale, rotation = results["center"], results["scale"], results.get("rotation", 0.0)
-    # Joints are already in the flipped frame, so T maps them; only the pixels may still need the
-    # mirror, folded into the warp matrix (a reflection of the pixel grid: the same bilinear samples).
-    t_in = geometry.affine_transform_matrix(center, scale, rotation, (in_w, in_h))
-    matrix = t_in
-    if results.get("flipped") and not results.get("pixels_flipped"):
-        matrix = _fold_mirror(t_in, image_wh[0])
-    if keep_border_alpha:
-        decode_image(results)
-    replicate = keep_border_alpha and not _crop_inside(matrix, (in_w, in_h), image_wh)
-    if replicate:
+    matrix, image_hw = results["crop_matrix"], results["image_hw"]
+    if not _crop_inside(matrix, output_hw, image_hw):
         results["border_alpha"] = cv2.warpAffine(
-            _full_mask(image_wh[1], image_wh[0]), matrix, (in_w, in_h), flags=cv2.INTER_LINEAR,
+            _full_mask(*image_hw), matrix, output_hw[::-1], flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )  # fmt: skip
-    if keep_border_alpha:
-        s = MEAN_SUBSAMPLE_STRIDE
-        sub = np.ascontiguousarray(results["image"][::s, ::s])
-        results["full_subsample"] = (
-            cv2.cvtColor(sub, cv2.COLOR_BGR2RGB) if results["image_is_bgr"] else sub
-        )
-    if "image" in results:
-        # What warpAffine does with a forward matrix, done here so both paths share it.
-        inverse = cv2.invertAffineTransform(matrix)
-    else:
-        inverse = _decode_region(results, matrix, (in_w, in_h))
-    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
+    s = MEAN_SUBSAMPLE_STRIDE
+    sub = np.ascontiguousarray(results["image"][::s, ::s])
+    results["full_subsample"] = (
+        cv2.cvtColor(sub, cv2.COLOR_BGR2RGB) if results["image_is_bgr"] else sub
+    )
+    return results
+
+
+def warp(results: dict, output_hw: tuple[int, int]) -> dict:
+    """The crop: cv2.warpAffine, bilinear, constant-0 border (replicated under border_alpha); RGB out.
+
+    Reads: image, image_is_bgr, sample_matrix, border_alpha (if any).
+    Changes: image -> (h, w, 3) uint8 RGB crop, image_is_bgr -> False.
+    """
+    border = cv2.BORDER_REPLICATE if "border_alpha" in results else cv2.BORDER_CONSTANT
     crop = cv2.warpAffine(
-        results["image"], inverse, (in_w, in_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=border,
+        results["image"], results["sample_matrix"], output_hw[::-1],
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border,
     )  # fmt: skip
     if results["image_is_bgr"]:
         crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-    results["image"] = crop
-    vis = results["visibility"][:, None] > 0
-    kps = results["keypoints"]
-    results["keypoints"] = np.where(vis, geometry.apply_affine(kps, t_in), 0.0)
-    if heatmap_hw is not None:
-        t_hm = geometry.affine_transform_matrix(center, scale, rotation, heatmap_hw[::-1])
-        results["heatmap_keypoints"] = np.where(vis, geometry.apply_affine(kps, t_hm), 0.0)
+    results.update(image=crop, image_is_bgr=False)
     return results
 
 

@@ -1,10 +1,14 @@
 """grain pipelines: host-local numpy batches for training and evaluation, checkpointable iterators.
 
+The loaders know records, positions, shards, workers and batches; what one record becomes is the
+example function's business (`topdown.TopdownTrainExample`, or any picklable callable with the same
+signature: a bottom-up or masked-image chain brings its own).
+
 Training (`make_train_loader`): stream positions -> (epoch, slot) -> a global permutation of the
-records drawn from (seed, epoch) -> this host's equal share (slots shard_index::shard_count) -> the
-training chain, whose random numbers come from np.random.default_rng([seed, epoch, record_index])
--> worker processes -> drop skipped records -> batch (drop_remainder). Evaluation (`make_eval_batches`): every record once, in
-order, strided over hosts, padded to full batches with a `valid` mask.
+records drawn from (seed, epoch) -> this host's equal share (slots shard_index::shard_count) ->
+example_fn(record, np.random.default_rng([seed, epoch, record_index])) -> worker processes -> drop
+skipped records -> batch (drop_remainder). Evaluation (`make_eval_batches`): every record once, in
+order, strided over hosts, padded to full batches with example_fn.padding and a `valid` mask.
 
 Determinism: workers only run the per-record chain; skipping and batching happen in the main process,
 after grain's round-robin over workers has restored the element order. So a batch depends on the
@@ -19,21 +23,45 @@ logs a warning naming the file, counts it in the loader's `SkipLog` (`loader.ski
 
 import dataclasses
 import logging
+from typing import Protocol
 
 import cv2
 import grain
 import numpy as np
 from absl import flags
 
-from aggpose_jax.keypoints import metainfo
-from data_pipelines import transforms
-from data_pipelines.sources import PersonRecords
-
-# Any random-access source of person records (len, getitem, num_keypoints): PersonRecords, or the
-# TFDS person source, whose records carry the encoded image as image_bytes.
-RecordSource = PersonRecords
+from data_pipelines import crop
 
 log = logging.getLogger(__name__)
+
+# What an example function raises for a record it cannot load: the record is skipped, not fatal.
+RECORD_ERRORS = (crop.ImageReadError, cv2.error)
+
+
+class RecordSource(Protocol):
+    """Any random-access source of record dicts: `sources.PersonRecords`, the TFDS person source
+    (records carry the encoded image as image_bytes), video frames."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict: ...
+
+
+class TrainExampleFn(Protocol):
+    """(record, generator seeded with [seed, epoch, record index]) -> dict of numpy arrays.
+
+    Picklable (grain sends it to worker processes); raises one of RECORD_ERRORS for a bad record.
+    """
+
+    def __call__(self, record: dict, rng: np.random.Generator) -> dict[str, np.ndarray]: ...
+
+
+class EvalExampleFn(Protocol):
+    """record -> dict of numpy arrays, and `padding(records)`: the same keys for an empty slot."""
+
+    def __call__(self, record: dict) -> dict[str, np.ndarray]: ...
+
+    def padding(self, records: RecordSource) -> dict[str, np.ndarray]: ...
 
 
 class BadRecordError(RuntimeError):
@@ -91,8 +119,8 @@ class _TrainElement:
     12-record set, which would dominate small runs.)
     """
 
-    def __init__(self, records, seed, shuffle, shard_index, shard_count, per_host, kwargs):
-        self.records, self.seed, self.shuffle, self.kwargs = records, seed, shuffle, kwargs
+    def __init__(self, records, example_fn, seed, shuffle, shard_index, shard_count, per_host):
+        self.records, self.example_fn, self.seed, self.shuffle = records, example_fn, seed, shuffle
         self.shard_index, self.shard_count, self.per_host = shard_index, shard_count, per_host
         self._order = (-1, None)
 
@@ -112,18 +140,17 @@ class _TrainElement:
         rng = np.random.default_rng([self.seed, epoch, record_index])
         record = self.records[record_index]
         try:
-            example = transforms.train_example(record, rng, **self.kwargs)
-        except (transforms.ImageReadError, cv2.error) as e:
-            return Skipped(record_index, transforms.record_name(record), str(e))
-        example["record_index"] = np.int64(record_index)
-        return example
+            example = self.example_fn(record, rng)
+        except RECORD_ERRORS as e:
+            return Skipped(record_index, crop.record_name(record), str(e))
+        return dict(example, record_index=np.int64(record_index))
 
 
 class _EvalElement:
     """Slot k of this host's padded range -> evaluation example, blank padding, or Skipped."""
 
-    def __init__(self, records, shard_index, shard_count, blank, kwargs):
-        self.records, self.blank, self.kwargs = records, blank, kwargs
+    def __init__(self, records, example_fn, shard_index, shard_count, blank):
+        self.records, self.example_fn, self.blank = records, example_fn, blank
         self.shard_index, self.shard_count = shard_index, shard_count
 
     def __call__(self, slot: int):
@@ -132,9 +159,9 @@ class _EvalElement:
             return dict(self.blank, record_index=np.int64(-1))
         record = self.records[record_index]
         try:
-            example = transforms.eval_example(record, **self.kwargs)
-        except (transforms.ImageReadError, cv2.error) as e:
-            return Skipped(record_index, transforms.record_name(record), str(e))
+            example = self.example_fn(record)
+        except RECORD_ERRORS as e:
+            return Skipped(record_index, crop.record_name(record), str(e))
         return dict(example, record_index=np.int64(record_index), valid=np.bool_(True))
 
 
@@ -175,11 +202,8 @@ def _finish(ds, num_workers, worker_buffer_size, read_threads, batch_size):
 
 def make_train_loader(
     records: RecordSource,
+    example_fn: TrainExampleFn,
     *,
-    fmt: metainfo.KeypointFormat,
-    input_hw: tuple[int, int],
-    heatmap_hw: tuple[int, int],
-    sigma: float,
     batch_size: int,
     seed: int,
     shard_index: int = 0,
@@ -190,16 +214,13 @@ def make_train_loader(
     worker_buffer_size: int = 2,
     read_threads: int = 0,
     strict: bool = False,
-    augment_cfg: transforms.AugmentConfig | None = None,
-    jitter_on: str = "crop",
 ) -> Loader:
     """Training batches for this host (process `shard_index` of `shard_count`).
 
-    Shapes (B = batch_size, per host): image (B, h, w, 3) uint8 RGB crops, which the jitted step
-    normalises (`aggpose_jax.models.preprocess`), heatmaps (B, h', w', K) float32,
-    target_weight (B, K), keypoints (B, K, 2), visibility (B, K), center (B, 2) float64,
-    scale (B, 2) float64, rotation (B,), flipped (B,) bool, score (B,), image_id (B,) int64,
-    record_index (B,) int64.
+    Shapes (B = batch_size, per host): every key of example_fn's dicts stacked to (B, ...), plus
+    record_index (B,) int64. For `topdown.TopdownTrainExample`: image (B, h, w, 3) uint8 RGB,
+    heatmaps (B, h', w', K) float32, target_weight (B, K), keypoints (B, K, 2), visibility (B, K),
+    center (B, 2), scale (B, 2) float64, rotation (B,), flipped (B,), score (B,), image_id (B,).
 
     Each epoch is a fresh global shuffle of all N records (seeded by seed + epoch) of which every host
     takes an equal N // shard_count share; `num_epochs` None repeats forever. The last partial batch
@@ -212,11 +233,7 @@ def make_train_loader(
     per_host = len(records) // shard_count
     if per_host < 1:
         raise ValueError(f"{len(records)} records cannot feed {shard_count} hosts")
-    kwargs = dict(
-        fmt=fmt, input_hw=tuple(input_hw), heatmap_hw=tuple(heatmap_hw), sigma=sigma,
-        cfg=augment_cfg or transforms.AugmentConfig(), jitter_on=jitter_on,
-    )  # fmt: skip
-    element = _TrainElement(records, seed, shuffle, shard_index, shard_count, per_host, kwargs)
+    element = _TrainElement(records, example_fn, seed, shuffle, shard_index, shard_count, per_host)
     ds = grain.MapDataset.range(per_host).repeat(num_epochs).map_with_index(element)
     ds = _finish(ds, num_workers, worker_buffer_size, read_threads, batch_size)
     skips = SkipLog(strict=strict)
@@ -231,35 +248,11 @@ def make_train_loader(
     return Loader(dataset=ds, skips=skips, batches_per_epoch=per_host // batch_size)
 
 
-def _blank_eval_example(input_hw, heatmap_hw, num_keypoints, with_targets) -> dict:
-    """The padding example: zeros, scale 1 (so that inverse transforms stay finite), valid False."""
-    blank = {
-        "image": np.zeros((*input_hw, 3), np.uint8),
-        "center": np.zeros(2, np.float64),
-        "scale": np.ones(2, np.float64),
-        "rotation": np.float32(0),
-        "score": np.float32(0),
-        "image_id": np.int64(-1),
-        "area": np.float32(0),
-        "valid": np.bool_(False),
-    }
-    if with_targets:
-        blank.update(
-            heatmaps=np.zeros((*heatmap_hw, num_keypoints), np.float32),
-            target_weight=np.zeros(num_keypoints, np.float32),
-            keypoints=np.zeros((num_keypoints, 2), np.float32),
-            visibility=np.zeros(num_keypoints, np.float32),
-        )
-    return blank
-
-
 def make_eval_batches(
     records: RecordSource,
+    example_fn: EvalExampleFn,
     *,
     batch_size: int,
-    input_hw: tuple[int, int],
-    heatmap_hw: tuple[int, int] | None = None,
-    sigma: float | None = None,
     shard_index: int = 0,
     shard_count: int = 1,
     num_workers: int = 0,
@@ -268,21 +261,19 @@ def make_eval_batches(
 ) -> Loader:
     """Evaluation batches: every record once, host `shard_index` taking records shard_index::count.
 
-    Shapes (B = batch_size): image (B, h, w, 3) uint8 RGB (as in `make_train_loader`),
-    center (B, 2) float64, scale (B, 2) float64,
-    rotation (B,), score (B,), image_id (B,) int64, area (B,), record_index (B,) int64 (-1 for
-    padding), valid (B,) bool; with `heatmap_hw` and `sigma` also heatmaps, target_weight,
-    keypoints, visibility. Every host yields the same number of batches (ceil(ceil(N / count) / B));
-    padding slots and skipped images have valid False.
+    Shapes (B = batch_size): every key of example_fn's dicts stacked to (B, ...), plus
+    record_index (B,) int64 (-1 for padding) and valid (B,) bool. For `topdown.TopdownEvalExample`:
+    image (B, h, w, 3) uint8 RGB, center (B, 2), scale (B, 2) float64, rotation (B,), score (B,),
+    image_id (B,) int64, area (B,) (and the targets with `with_targets`). Every host yields the same
+    number of batches (ceil(ceil(N / count) / B)); padding slots (example_fn.padding) and skipped
+    images have valid False.
     """
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard_index {shard_index} not in [0, {shard_count})")
     per_host = -(-len(records) // shard_count)
     num_batches = -(-per_host // batch_size)
-    with_targets = heatmap_hw is not None and sigma is not None
-    blank = _blank_eval_example(input_hw, heatmap_hw, records.num_keypoints, with_targets)
-    kwargs = dict(input_hw=tuple(input_hw), heatmap_hw=heatmap_hw, sigma=sigma)
-    element = _EvalElement(records, shard_index, shard_count, blank, kwargs)
+    blank = dict(example_fn.padding(records), valid=np.bool_(False))
+    element = _EvalElement(records, example_fn, shard_index, shard_count, blank)
     ds = grain.MapDataset.range(num_batches * batch_size).map(element)
     ds = _finish(ds, num_workers, 2, read_threads, batch_size)
     skips = SkipLog(strict=strict)

@@ -14,6 +14,8 @@ A record is a plain dict of numpy values (K = keypoints of the format):
 
 `PersonRecords` holds them as stacked arrays and is a random-access source (len + getitem), so
 grain's `MapDataset.source` and `DataLoader` take it directly, and it pickles cheaply to workers.
+Sources hand out paths (here) or encoded bytes (`image_bytes`: TFDS, video frames), never decoded
+pixels: the example function decodes, and for a crop only the region it reads (`crop`).
 """
 
 import dataclasses
@@ -164,9 +166,9 @@ def _images_table(data, path: pathlib.Path, image_root: pathlib.Path) -> dict:
     for i, im in enumerate(images):
         where = f"images[{i}]"
         image_id = int(_field(im, "id", where, path))
-        size = (int(_field(im, "width", where, path)), int(_field(im, "height", where, path)))
+        image_hw = (int(_field(im, "height", where, path)), int(_field(im, "width", where, path)))
         name = _field(im, "file_name", where, path)
-        table[image_id] = (str(image_root / name), size)
+        table[image_id] = (str(image_root / name), image_hw)
     return table
 
 
@@ -241,7 +243,7 @@ def load_coco_records(
         by_image[image_id].append((where, ann))
 
     for image_id, anns in by_image.items():
-        image_path, image_wh = images[image_id]
+        image_path, image_hw = images[image_id]
         for where, ann in anns:
             kps = _numbers(
                 ann, "keypoints", 3 * k, where, gt_json,
@@ -251,7 +253,7 @@ def load_coco_records(
             if require_area and float(_field(ann, "area", where, gt_json)) <= 0:
                 continue
             # The official COCO loader tests the annotation's `area` field, not the clean box area.
-            clean = geometry.clean_box(box, image_wh)
+            clean = geometry.clean_box(box, image_hw=image_hw)
             if clean is None or not np.any(kps):
                 continue
             kps = kps.reshape(k, 3)

@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-persons", type=int, default=4)
     parser.add_argument("--no-detections", action="store_true")
     args = parser.parse_args(argv)
+    if args.num_images < 1 or args.max_persons < 1 or min(args.image_hw) < 32:
+        parser.error("--num-images and --max-persons must be >= 1 and --image-hw at least 32 32")
     paths = make_synthetic_coco(
         args.out_dir, num_images=args.num_images, fmt=args.format, seed=args.seed,
         image_hw=tuple(args.image_hw), split=args.split, max_persons=args.max_persons,

@@ -27,6 +27,7 @@ import functools
 import json
 import os
 import pathlib
+import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -241,18 +242,26 @@ class TfdsPersonSource:
         }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Command line: prepare a builder from a manual dir (see the module docstring)."""
     parser = argparse.ArgumentParser(description="Prepare a keypoint TFDS dataset as ArrayRecord.")
     parser.add_argument("name", choices=["coco_keypoints", "infant_keypoints"])
     parser.add_argument("--manual-dir", required=True)
     parser.add_argument("--data-dir", required=True)
     args = parser.parse_args(argv)
-    builder = build(args.name, args.manual_dir, args.data_dir)
+    if not os.path.isdir(args.manual_dir):
+        print(f"error: {args.manual_dir}: no such folder (the manual dir)", file=sys.stderr)
+        return 2
+    try:
+        builder = build(args.name, args.manual_dir, args.data_dir)
+    except (OSError, ValueError) as e:  # a missing manual dir, a malformed annotation file
+        print(f"error: {args.manual_dir}: {e}", file=sys.stderr)
+        return 2
     for split, info in builder.info.splits.items():
         persons = sum(builder.info.metadata["splits"][split]["person_counts"])
         print(f"{split}: {info.num_examples} images, {persons} persons -> {builder.data_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

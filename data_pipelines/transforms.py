@@ -1,13 +1,11 @@
-"""Top-down training and evaluation transforms of the official release, as steps on a results dict.
+"""The official top-down training augmentation, as steps on a results dict.
 
-Each step reads, changes and adds keys of one dict (the mmpose habit, listed in each docstring). The
-dict starts as a person record (`sources.PersonRecords[i]`). Random numbers are drawn once per sample
-into `AugmentDraws` from a generator the caller seeds with (seed, epoch, record index).
-
-Two orders share the steps and the draws:
-* `jitter_on="crop"` (ours, default): the flip is folded into the crop matrix and the colour jitter
-  runs on the 256x192 crop, with the contrast mean taken from a subsample of the full image;
-* `jitter_on="image"` (the official order): flip and jitter the full image, then crop.
+Each step reads, changes and adds keys of one dict (the mmpose habit, listed in each docstring); the
+chain that runs them is `topdown.TopdownTrainExample`. Random numbers are drawn once per sample
+into `AugmentDraws` from a generator the caller seeds with (seed, epoch, record index). The box steps
+(`half_body`, `scale_rotation`, `flip`) move joints, center, scale and rotation only, so they run
+before any pixel is decoded; the colour jitter runs on the full image (`colour_jitter_image`, the
+official order) or on the crop (`colour_jitter_crop`, ours).
 """
 
 import dataclasses
@@ -15,16 +13,8 @@ import dataclasses
 import cv2
 import numpy as np
 
-from aggpose_jax.keypoints import codecs, geometry, metainfo
-from data_pipelines import augment, crop
-from data_pipelines.crop import (  # noqa: F401 -- the pixel steps, re-exported for callers
-    MEAN_SUBSAMPLE_STRIDE,
-    ImageReadError,
-    finish_crop,
-    load_image,
-    record_name,
-    topdown_affine,
-)
+from aggpose_jax.keypoints import geometry, metainfo
+from data_pipelines import augment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +90,9 @@ def half_body(
         chosen = lower if len(lower) > 2 else upper
     if len(chosen) < 2:
         return results
-    wh = chosen.max(axis=0) - chosen.min(axis=0) + 1.0
+    extent_xy = chosen.max(axis=0) - chosen.min(axis=0) + 1.0
     results["center"] = chosen.mean(axis=0)
-    results["scale"] = geometry.fix_aspect(wh, aspect_ratio) / geometry.PIXEL_STD
+    results["scale"] = geometry.fix_aspect(extent_xy, aspect_ratio) / geometry.PIXEL_STD
     results["scale"] = results["scale"] * cfg.half_body_padding
     return results
 
@@ -125,15 +115,16 @@ def flip(
 ) -> dict:  # fmt: skip
     """Horizontal flip with prob 0.5: x <- W - 1 - x, flip pairs swapped, joints * visibility.
 
-    Reads: image_wh, keypoints, visibility, center (and image with `flip_pixels`).
+    Reads: image_hw, keypoints, visibility, center (and image with `flip_pixels`).
     Changes: keypoints, visibility, center (c_x <- W - 1 - c_x) (and image with `flip_pixels`).
-    Adds: flipped (bool); pixels_flipped (bool) with `flip_pixels`. Without `flip_pixels` the image stays as it is and `topdown_affine` folds
-    the mirror into the crop matrix (a reflection of the pixel grid, so the same bilinear samples).
+    Adds: flipped (bool); pixels_flipped (bool) with `flip_pixels`. Without `flip_pixels` the image
+    stays as it is and `topdown.crop_affine` folds the mirror into the crop matrix (a reflection of
+    the pixel grid, so the same bilinear samples).
     """
     results["flipped"] = bool(draws.flip_u <= cfg.flip_prob)
     if not results["flipped"]:
         return results
-    width = results["image_wh"][0]
+    width = results["image_hw"][1]
     kps = results["keypoints"].copy()
     kps[:, 0] = width - 1 - kps[:, 0]
     order = fmt.flip_indices
@@ -175,107 +166,3 @@ def colour_jitter_crop(results: dict, draws: AugmentDraws, cfg: AugmentConfig) -
             results["image"], draws.jitter_factors, draws.jitter_order, results["full_subsample"]
         )
     return results
-
-
-def generate_targets(results: dict, heatmap_hw: tuple[int, int], sigma: float) -> dict:
-    """Gaussian heatmap targets (codecs.encode_heatmaps, spec 2.4).
-
-    Reads: heatmap_keypoints (K, 2), visibility (K,). Adds: heatmaps (h, w, K) float32,
-    target_weight (K,) float32.
-    """
-    results["heatmaps"], results["target_weight"] = codecs.encode_heatmaps(
-        results["heatmap_keypoints"], results["visibility"], (heatmap_hw[1], heatmap_hw[0]), sigma
-    )
-    return results
-
-
-def train_example(
-    record: dict,
-    rng: np.random.Generator,
-    *,
-    fmt: metainfo.KeypointFormat,
-    input_hw: tuple[int, int],
-    heatmap_hw: tuple[int, int],
-    sigma: float,
-    cfg: AugmentConfig = AugmentConfig(),
-    jitter_on: str = "crop",
-    decode_region: bool = True,
-) -> dict:
-    """The training chain on one record: read, half body, scale/rotation, flip, jitter, crop, targets.
-
-    Shapes: record as in `sources`; -> image (h, w, 3) uint8 RGB (normalised on the device:
-    `aggpose_jax.models.preprocess`), heatmaps (h', w', K) float32, target_weight (K,),
-    keypoints (K, 2) input pixels, visibility (K,), center (2,), scale (2,), rotation, flipped,
-    score, image_id.
-    `jitter_on` "crop" (ours) or "image" (the official order). With "crop" and `decode_region`, a
-    sample without colour jitter decodes only the crop's source box (`crop.topdown_affine`); the
-    jitter's contrast mean needs the whole image, so a jittered sample decodes all of it.
-    """
-    if jitter_on not in ("crop", "image"):
-        raise ValueError(f"jitter_on must be 'crop' or 'image', got {jitter_on!r}")
-    draws = draw_augmentation(rng, cfg)
-    on_image = jitter_on == "image"
-    results = crop.read_header(dict(record))
-    if on_image or not decode_region:
-        crop.decode_image(results, to_rgb=on_image)
-    half_body(results, draws, cfg, fmt, input_hw[1] / input_hw[0])
-    scale_rotation(results, draws, cfg)
-    flip(results, draws, cfg, fmt, flip_pixels=on_image)
-    if on_image:
-        colour_jitter_image(results, draws, cfg)
-        topdown_affine(results, input_hw, heatmap_hw)
-    else:
-        topdown_affine(results, input_hw, heatmap_hw, keep_border_alpha=jitter_applies(draws, cfg))
-        colour_jitter_crop(results, draws, cfg)
-    generate_targets(results, heatmap_hw, sigma)
-    finish_crop(results)
-    return {
-        "image": results["image"],
-        "heatmaps": results["heatmaps"],
-        "target_weight": results["target_weight"],
-        "keypoints": results["keypoints"].astype(np.float32),
-        "visibility": results["visibility"].astype(np.float32),
-        "center": results["center"].astype(np.float64),
-        "scale": results["scale"].astype(np.float64),
-        "rotation": np.float32(results["rotation"]),
-        "flipped": np.bool_(results["flipped"]),
-        "score": np.float32(record["score"]),
-        "image_id": np.int64(record["image_id"]),
-    }
-
-
-def eval_example(
-    record: dict,
-    *,
-    input_hw: tuple[int, int],
-    heatmap_hw: tuple[int, int] | None = None,
-    sigma: float | None = None,
-) -> dict:
-    """The evaluation chain: read, crop with r = 0 and the record's (c, s).
-
-    Only the crop's source box is decoded (when TurboJPEG is there). Shapes: -> image (h, w, 3)
-    uint8 RGB, center (2,), scale (2,), rotation, score, image_id, area;
-    with `heatmap_hw` and `sigma` also heatmaps (h', w', K), target_weight (K,), keypoints (K, 2)
-    in input pixels and visibility (K,) (for a validation loss on ground-truth boxes).
-    """
-    results = crop.read_header(dict(record))
-    results.update(rotation=0.0, flipped=False)
-    topdown_affine(results, input_hw, heatmap_hw)
-    out = {
-        "image": results["image"],
-        "center": np.asarray(record["center"], np.float64),
-        "scale": np.asarray(record["scale"], np.float64),
-        "rotation": np.float32(0.0),
-        "score": np.float32(record["score"]),
-        "image_id": np.int64(record["image_id"]),
-        "area": np.float32(record["area"]),
-    }
-    if heatmap_hw is not None and sigma is not None:
-        generate_targets(results, heatmap_hw, sigma)
-        out.update(
-            heatmaps=results["heatmaps"],
-            target_weight=results["target_weight"],
-            keypoints=results["keypoints"].astype(np.float32),
-            visibility=np.asarray(record["visibility"], np.float32),
-        )
-    return out

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 
 import av
 import cv2
@@ -204,9 +205,11 @@ def extract_frames(
 class VideoFrameSource:
     """Frames of one or more extractions: a grain random-access source.
 
-    Shapes: `source[i]` = {"image": (H, W, 3) uint8 RGB, "video": str, "frame_index": int,
-    "timestamp": float}. Reads the complete shards of each folder (so a partial extraction can be
-    read too), in folder order, then shard order.
+    Shapes: `source[i]` = {"image_bytes": bytes (the encoded frame, JPEG or PNG), "video": str,
+    "frame_index": int, "timestamp": float}. Like every source it hands out the encoded image, never
+    pixels: `crop.load_image(dict(source[i]), to_rgb=True)["image"]` decodes it, (H, W, 3) uint8
+    RGB. Reads the complete shards of each folder (so a partial extraction can be read too), in
+    folder order, then shard order.
     """
 
     def __init__(self, out_dirs: str | os.PathLike | collections.abc.Sequence[str | os.PathLike]):
@@ -230,17 +233,15 @@ class VideoFrameSource:
 
     def __getitem__(self, index: int) -> dict:
         line = self._lines[index]
-        buf = np.frombuffer(self._records[int(index) % len(self)], np.uint8)
-        image = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
         return {
-            "image": image,
+            "image_bytes": self._records[int(index) % len(self)],
             "video": line["video"],
             "frame_index": int(line["frame_index"]),
             "timestamp": float(line["timestamp"]),
         }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description="Extract video frames into ArrayRecord shards.")
     parser.add_argument("video")
@@ -252,14 +253,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--format", choices=["jpeg", "png"], default="jpeg")
     parser.add_argument("--jpeg-quality", type=int, default=95)
     args = parser.parse_args(argv)
-    manifest = extract_frames(
-        args.video, args.out_dir, every_n=args.every_n, fps=args.fps,
-        frames_per_shard=args.frames_per_shard, image_format=args.format,
-        jpeg_quality=args.jpeg_quality, progress=True,
-    )  # fmt: skip
+    if args.every_n < 1 or (args.fps is not None and args.fps <= 0) or args.frames_per_shard < 1:
+        parser.error("--every-n, --fps and --frames-per-shard must be positive")
+    try:
+        manifest = extract_frames(
+            args.video, args.out_dir, every_n=args.every_n, fps=args.fps,
+            frames_per_shard=args.frames_per_shard, image_format=args.format,
+            jpeg_quality=args.jpeg_quality, progress=True,
+        )  # fmt: skip
+    except (OSError, ValueError, av.error.FFmpegError) as e:  # unreadable or missing video
+        print(f"error: {args.video}: {e}", file=sys.stderr)
+        return 2
     with open(manifest) as f:
         print(f"{sum(1 for _ in f)} frames -> {manifest}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,10 +1,19 @@
-"""Heatmap codecs: Gaussian target encoding (official release, DARK-style unbiased) and decoding."""
+"""Heatmap codecs: Gaussian target encoding (official release, DARK-style unbiased) and decoding.
+
+`HeatmapCodec` is the one configuration target generation and decoding share (input and heatmap
+sizes, sigma, decode method): the data pipelines encode with it, the evaluation decodes with it. The
+loose functions below are its implementation.
+"""
+
+import dataclasses
 
 import numpy as np
 
+from aggpose_jax.keypoints import geometry
+
 
 def encode_heatmaps(
-    keypoints: np.ndarray, visibility: np.ndarray, heatmap_wh: tuple[int, int], sigma: float
+    keypoints: np.ndarray, visibility: np.ndarray, *, heatmap_hw: tuple[int, int], sigma: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian heatmap targets with real-valued centres, as the official release makes them.
 
@@ -17,7 +26,7 @@ def encode_heatmaps(
     no rounding of mu and no truncation to the window ("Distribution-Aware Coordinate Representation for
     Human Pose Estimation", Zhang et al., CVPR 2020); elsewhere it is all zeros.
     """
-    w, h = heatmap_wh
+    h, w = heatmap_hw
     mu = np.asarray(keypoints, dtype=np.float64)
     weight = (np.asarray(visibility, dtype=np.float64) > 0).astype(np.float32)
     # int() truncates toward zero, as the official Python int() does.
@@ -211,3 +220,79 @@ def decode_heatmaps(heatmaps, method: str = "dark", *, blur_kernel: int = 11, xp
     elif method == "quarter":
         coords = _refine_quarter(maps, coords, xp)
     return coords, maxvals
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatmapCodec:
+    """Keypoints in input (crop) pixels <-> Gaussian heatmap targets, and heatmaps -> keypoints.
+
+    input_hw: the crop (height, width); heatmap_hw: the heatmap (height, width), input_hw divided by
+    one integer `stride` on both axes; sigma: the targets' Gaussian, in heatmap pixels; method:
+    "dark" | "quarter" | "argmax" (`decode_heatmaps`); blur_kernel: DARK's blur size (odd).
+    Input and heatmap pixels are two crops of the same (c, s, r) (`geometry.resize_crop_points`),
+    so `encode` gives the targets of the official release, which maps image points with
+    T(out=heatmap size) (to float64 rounding of the point).
+    """
+
+    input_hw: tuple[int, int]
+    heatmap_hw: tuple[int, int]
+    sigma: float = 2.0
+    method: str = "dark"
+    blur_kernel: int = 11
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_hw", tuple(int(v) for v in self.input_hw))
+        object.__setattr__(self, "heatmap_hw", tuple(int(v) for v in self.heatmap_hw))
+        (ih, iw), (hh, hw) = self.input_hw, self.heatmap_hw
+        if min(ih, iw, hh, hw) < 2:
+            raise ValueError(
+                f"sizes must be >= 2: input_hw={self.input_hw}, heatmap_hw={self.heatmap_hw}"
+            )
+        if ih % hh or iw % hw or ih // hh != iw // hw:
+            raise ValueError(
+                f"input_hw={self.input_hw} must be heatmap_hw={self.heatmap_hw} times one integer "
+                "stride on both axes"
+            )
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if self.method not in DECODE_METHODS:
+            raise ValueError(
+                f"unknown decode method {self.method!r}; expected one of {DECODE_METHODS}"
+            )
+        if self.blur_kernel < 3 or self.blur_kernel % 2 == 0:
+            raise ValueError(f"blur_kernel must be odd and >= 3, got {self.blur_kernel}")
+
+    @property
+    def stride(self) -> int:
+        """Input pixels per heatmap pixel (4 for 256x192 -> 64x48)."""
+        return self.input_hw[0] // self.heatmap_hw[0]
+
+    def to_heatmap(self, points: np.ndarray) -> np.ndarray:
+        """Input pixels -> heatmap pixels. Shapes: (..., 2) -> (..., 2) float64, (x, y)."""
+        return geometry.resize_crop_points(points, from_hw=self.input_hw, to_hw=self.heatmap_hw)
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """Heatmap pixels -> input pixels. Shapes: (..., 2) -> (..., 2) float64, (x, y)."""
+        return geometry.resize_crop_points(points, from_hw=self.heatmap_hw, to_hw=self.input_hw)
+
+    def encode(
+        self, keypoints: np.ndarray, visibility: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Targets of one person. Shapes: keypoints (K, 2) input pixels (x, y), visibility (K,) ->
+        heatmaps (h, w, K) float32, target_weight (K,) float32 (`encode_heatmaps`)."""
+        return encode_heatmaps(
+            self.to_heatmap(keypoints), visibility, heatmap_hw=self.heatmap_hw, sigma=self.sigma
+        )
+
+    def decode(self, heatmaps, xp=np):
+        """Shapes: heatmaps (B, h, w, K) -> coords (B, K, 2) heatmap pixels (x, y), maxvals (B, K).
+
+        `decode_heatmaps` with this codec's method; `xp` numpy (float64) or jax.numpy (traceable).
+        Raises ValueError for heatmaps of another size than heatmap_hw.
+        """
+        if len(heatmaps.shape) == 4 and tuple(heatmaps.shape[1:3]) != self.heatmap_hw:
+            raise ValueError(
+                f"heatmaps of shape {tuple(heatmaps.shape)}, expected (B, {self.heatmap_hw[0]}, "
+                f"{self.heatmap_hw[1]}, K)"
+            )
+        return decode_heatmaps(heatmaps, self.method, blur_kernel=self.blur_kernel, xp=xp)

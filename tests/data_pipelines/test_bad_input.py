@@ -7,10 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from aggpose_jax.keypoints import metainfo
-from data_pipelines import loaders, sources
+from aggpose_jax.keypoints import codecs, metainfo
+from data_pipelines import loaders, sources, topdown
 
-KW = dict(fmt=metainfo.COCO, input_hw=(64, 48), heatmap_hw=(16, 12), sigma=1.0)
+CODEC = codecs.HeatmapCodec((64, 48), (16, 12), sigma=1.0)
+TRAIN = topdown.TopdownTrainExample(metainfo.COCO, CODEC)
+EVAL = topdown.TopdownEvalExample(CODEC)
 
 
 def _coco(anns):
@@ -101,7 +103,7 @@ def bad_records(tmp_path):
 
 
 def test_train_loader_skips_bad_images_with_a_warning(bad_records, caplog):
-    loader = loaders.make_train_loader(bad_records, batch_size=3, seed=0, num_epochs=1, **KW)
+    loader = loaders.make_train_loader(bad_records, TRAIN, batch_size=3, seed=0, num_epochs=1)
     with caplog.at_level(logging.WARNING, logger="data_pipelines.loaders"):
         batches = list(loader)
     assert len(batches) == 3  # 9 good records
@@ -116,13 +118,13 @@ def test_train_loader_skips_bad_images_with_a_warning(bad_records, caplog):
 
 
 def test_strict_mode_raises_naming_the_image(bad_records):
-    loader = loaders.make_train_loader(bad_records, batch_size=3, seed=0, strict=True, **KW)
+    loader = loaders.make_train_loader(bad_records, TRAIN, batch_size=3, seed=0, strict=True)
     with pytest.raises(loaders.BadRecordError, match=r"(missing|corrupt|empty)\.jpg"):
         list(loader)
 
 
 def test_eval_marks_bad_images_invalid(bad_records):
-    loader = loaders.make_eval_batches(bad_records, batch_size=5, input_hw=(64, 48))
+    loader = loaders.make_eval_batches(bad_records, EVAL, batch_size=5)
     batches = list(loader)
     valid = np.concatenate([b["valid"] for b in batches])
     index = np.concatenate([b["record_index"] for b in batches])
@@ -140,7 +142,7 @@ def test_truncated_jpeg_is_skipped_in_eval(tmp_path, caplog):
     recs = sources.load_coco_records(tmp_path / "gt.json", tmp_path, input_hw=(64, 48))
     keep = [i for i in range(len(recs)) if recs[i]["image_path"].endswith("785.jpg")]
     sub = sources.PersonRecords.from_records([recs[i] for i in keep], 17)
-    loader = loaders.make_eval_batches(sub, batch_size=len(sub), input_hw=(64, 48))
+    loader = loaders.make_eval_batches(sub, EVAL, batch_size=len(sub))
     with caplog.at_level(logging.WARNING, logger="data_pipelines.loaders"):
         batches = list(loader)
     assert not batches[0]["valid"].any() and loader.skips.count == len(sub)

@@ -6,10 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from aggpose_jax.keypoints import metainfo
-from data_pipelines import crop, jpeg, sources, transforms
+from aggpose_jax.keypoints import codecs, metainfo
+from data_pipelines import jpeg, sources, topdown, transforms
 
-KW = dict(fmt=metainfo.COCO, input_hw=(256, 192), heatmap_hw=(64, 48), sigma=2.0)
+CODEC = codecs.HeatmapCodec((256, 192), (64, 48), sigma=2.0)
+TRAIN = topdown.TopdownTrainExample(metainfo.COCO, CODEC)
+EVAL = topdown.TopdownEvalExample(CODEC)
 needs_turbojpeg = pytest.mark.skipif(not jpeg.available(), reason="libturbojpeg 3 not installed")
 
 
@@ -65,14 +67,13 @@ def test_region_equals_whole_decode_inside_the_margin(records):
 @needs_turbojpeg
 def test_train_crops_from_the_region_equal_the_whole_image_path(records):
     cfg = dataclasses.replace(transforms.AugmentConfig(), jitter_prob=0.0)
-    kw = dict(KW, cfg=cfg)
+    region = dataclasses.replace(TRAIN, augment=cfg)
+    whole = dataclasses.replace(region, decode_region=False)
     max_diff, changed = [], []
     for i in range(len(records)):
         for seed in range(4):
-            a = transforms.train_example(records[i], np.random.default_rng([seed, i]), **kw)
-            b = transforms.train_example(
-                records[i], np.random.default_rng([seed, i]), decode_region=False, **kw
-            )
+            a = region(records[i], np.random.default_rng([seed, i]))
+            b = whole(records[i], np.random.default_rng([seed, i]))
             for key in ("heatmaps", "target_weight", "keypoints", "center", "scale"):
                 np.testing.assert_array_equal(a[key], b[key])
             d = np.abs(a["image"].astype(int) - b["image"])
@@ -88,17 +89,14 @@ def _grey_levels(a, b):
 
 
 def test_without_turbojpeg_the_same_examples(records, monkeypatch):
-    expected = [
-        transforms.train_example(records[i], np.random.default_rng(i), **KW) for i in range(6)
-    ]
-    ev_kw = dict(input_hw=(256, 192))
-    evals = [transforms.eval_example(records[i], **ev_kw) for i in range(6)]
+    expected = [TRAIN(records[i], np.random.default_rng(i)) for i in range(6)]
+    evals = [EVAL(records[i]) for i in range(6)]
     monkeypatch.setattr(jpeg, "available", lambda: False)
     for i in range(6):
-        got = transforms.train_example(records[i], np.random.default_rng(i), **KW)
+        got = TRAIN(records[i], np.random.default_rng(i))
         assert _grey_levels(got, expected[i]) <= 1
         np.testing.assert_array_equal(got["heatmaps"], expected[i]["heatmaps"])
-        assert _grey_levels(transforms.eval_example(records[i], **ev_kw), evals[i]) <= 1
+        assert _grey_levels(EVAL(records[i]), evals[i]) <= 1
 
 
 def test_png_and_crop_outside_the_image(records, tmp_path):
@@ -106,11 +104,8 @@ def test_png_and_crop_outside_the_image(records, tmp_path):
     image = _cv2(np.fromfile(records.image_paths[0], np.uint8))
     path = tmp_path / "image.png"
     cv2.imwrite(str(path), image)
-    ev_kw = dict(input_hw=(256, 192))
-    png = transforms.eval_example(dict(records[0], image_path=str(path)), **ev_kw)
-    assert _grey_levels(png, transforms.eval_example(records[0], **ev_kw)) <= 1
+    png = EVAL(dict(records[0], image_path=str(path)))
+    assert _grey_levels(png, EVAL(records[0])) <= 1
     off = dict(records[0], center=np.array([5000.0, 5000.0]))
-    out = crop.topdown_affine(
-        dict(crop.read_header(off), rotation=0.0, flipped=False), (256, 192), None
-    )
+    out = EVAL(off)
     assert out["image"].shape == (256, 192, 3) and not out["image"].any()
