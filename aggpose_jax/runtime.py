@@ -1,4 +1,4 @@
-"""Device mesh, parameter sharding rules and host-to-global batches.
+"""The runtime below training and inference: device mesh, sharding rules, global batches, host calls.
 
 The mesh has two axes: `data` (pure data parallelism) and `fsdp` (data parallelism whose devices also
 split the params and optimizer state, ZeRO-3 style). Batches are split over both axes. A param is
@@ -7,11 +7,12 @@ sharded over `fsdp` on its largest dimension divisible by the axis size when its
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -101,3 +102,31 @@ def make_global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str
         for k, v in host_batch.items()
         if isinstance(v, np.ndarray) and v.dtype != object
     }
+
+
+def make_host_fn(
+    fn: Callable[[Any, jax.Array], Any], mesh: Mesh
+) -> Callable[[Any, np.ndarray], Any]:
+    """jit(fn) made callable from host numpy rows: call(args, rows) -> fn's pytree of numpy rows.
+
+    Shapes: rows (b, ...) are this process's (every process calls together with the same b: it
+    runs one global batch); each output leaf (B, ...) comes back as this process's (b, ...) rows.
+    `args` (e.g. the model variables) is passed through as is. Rows are padded to a multiple of the
+    process's device count, so any b splits over the mesh.
+    """
+    jitted = jax.jit(fn)
+    local_devices = len(mesh.local_devices)
+    batch_spec = batch_sharding(mesh).spec
+
+    def call(args: Any, rows: np.ndarray) -> Any:
+        rows = np.asarray(rows)
+        b = rows.shape[0]
+        pad = -b % local_devices
+        if pad:
+            rows = np.concatenate([rows, np.zeros((pad, *rows.shape[1:]), rows.dtype)])
+        x = make_global_batch({"x": rows}, mesh)["x"]
+        out = jitted(args, x)
+        local = multihost_utils.global_array_to_host_local_array(out, mesh, batch_spec)
+        return jax.tree.map(lambda a: np.asarray(a)[:b], local)
+
+    return call

@@ -3,9 +3,10 @@
     python -m benchmarks.train_loop [--exp aggpose_l] [--batch 2] [--dtype float32] [--steps 5]
                                     [--data synthetic|sample] [--json]
 
-Builds the experiment's model and optimizer exactly as `trainer.train_and_evaluate` does (mesh over all
-devices, eval_shape -> shardings -> jit(init, out_shardings), host batch -> global array ->
-`steps.jit_train_step`), then times `--steps` steps after one warm-up step. Reports the median step time
+Builds the run exactly as `trainer.train_and_evaluate` does, through the same `setup.make_train_setup`
+(mesh, the task's model, schedule and AdamW with the config's betas/eps/clipping/accumulation,
+eval_shape -> shardings -> jit(init, out_shardings), the donated jitted step; host batch -> global
+array), then times `--steps` steps after one warm-up step. Reports the median step time
 (`train_step_s`), images/s (total and per device), the data-wait fraction (time blocked on the host
 iterator / wall time; with `--data sample` the real grain pipeline on the bundled COCO sample feeds the
 step), XLA's FLOPs per image and MFU against the device's peak bf16 FLOP/s (null on CPU).
@@ -20,10 +21,11 @@ import time
 import jax
 import numpy as np
 
+from aggpose_jax import runtime
 from aggpose_jax.models import summary
 from aggpose_jax.training import logger as log_lib
-from aggpose_jax.training import optim, sharding, steps, trainer
-from aggpose_jax.training.state import make_init_fn
+from aggpose_jax.training.setup import make_train_setup
+from experiments import data as data_lib
 from experiments import run as run_lib
 
 OFFICIAL_TORCH_CPU_STEP_S = (
@@ -46,37 +48,26 @@ def _synthetic(batch: int, input_hw, k: int):
 def bench(exp: str, batch: int, dtype: str, n_steps: int, data: str, overrides=()) -> dict:
     """Times the real train step of experiment `exp` (its full-size model) at global batch `batch`."""
     config = run_lib.load_config(exp)
-    for key, value in (("train.global_batch_size", str(batch)), ("model.dtype", dtype), *overrides):
+    for key, value in (("train.global_batch_size", str(batch)), ("model.options.dtype", dtype), *overrides):
         run_lib.apply_override(config, key, value)
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-    model = trainer.make_model_from_config(config)
-    schedule = optim.make_lr_schedule(base_lr=config.optim.lr, total_steps=1000, steps_per_epoch=100,
-                                      milestones_epochs=config.optim.milestones_epochs)  # fmt: skip
-    tx = optim.make_optimizer(schedule, weight_decay=config.optim.weight_decay)
-    init = make_init_fn(model, tx, tuple(config.data.input_hw))
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
-    shard = sharding.infer_shardings(abstract, mesh, rules=tuple(map(tuple, config.mesh.rules)),
-                                     min_size=config.mesh.fsdp_min_size)  # fmt: skip
+    task = data_lib.make_task(config)
     t0 = time.perf_counter()
-    state = jax.jit(init, out_shardings=shard)(jax.random.PRNGKey(0))
+    setup = make_train_setup(config, task, steps_per_epoch=100)
+    state, mesh, model = setup.state, setup.mesh, setup.model
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
-    k = model.num_keypoints
+    k = task.fmt.num_keypoints
     if data == "sample":
         with config.unlocked():
             config.data.augment = "official"
-        from experiments import data as data_lib
-
-        host_iter = data_lib.make_data(config).train_iter
+        host_iter = data_lib.make_data(config, task).train_iter
     else:
         host_iter = _synthetic(batch, tuple(config.data.input_hw), k)
-    step_fn = steps.jit_train_step(steps.make_train_step(model, tx, schedule), shard, mesh)
+    step_fn = setup.train_step
 
     def global_batch():
         b = next(host_iter)
-        return sharding.make_global_batch(
-            {n: b[n] for n in ("image", "heatmaps", "target_weight")}, mesh
-        )
+        return runtime.make_global_batch({n: b[n] for n in task.batch_keys}, mesh)
 
     t0 = time.perf_counter()
     compiled = step_fn.lower(state, global_batch()).compile()

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aggpose_jax.models import summary, variants
-from aggpose_jax.training.losses import joints_mse_loss
+from aggpose_jax.models import build, summary
+from aggpose_jax.tasks.topdown_heatmap import joints_mse_loss
 
 # Peak dense FLOP/s per device (vendor figures, no sparsity), by dtype.
 PEAK_FLOPS = {
@@ -48,8 +48,9 @@ def run(
     runs: int,
 ) -> dict:  # fmt: skip
     """Times one configuration. Returns a dict of figures (seconds, img/s, MFU where known)."""
-    model = variants.make_model(
-        model_name, 17, dtype=jnp.dtype(dtype), scan_blocks=scan, remat=remat
+    family, variant = build.split_name(model_name)
+    model = build.make_model(
+        family, variant, out_channels={"heatmaps": 17}, dtype=dtype, scan_blocks=scan, remat=remat
     )
     images = jax.random.normal(jax.random.key(0), (batch, *input_hw, 3))
     hm_hw = (input_hw[0] // 4, input_hw[1] // 4)
@@ -63,11 +64,11 @@ def run(
                           shapes)  # fmt: skip
 
     def loss_fn(p, x, y, w, key):
-        heatmaps = model.apply({"params": p}, x, train=True, rngs={"dropout": key})
+        heatmaps = model.apply({"params": p}, x, train=True, rngs={"dropout": key})["heatmaps"]
         return joints_mse_loss(heatmaps, y, w)
 
     train_step = jax.jit(jax.value_and_grad(loss_fn))
-    forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    forward = jax.jit(lambda p, x: model.apply({"params": p}, x)["heatmaps"])
     key = jax.random.key(2)
     start = time.perf_counter()
     jax.block_until_ready(train_step(params, images, targets, weights, key))

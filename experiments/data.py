@@ -15,8 +15,9 @@ import ml_collections
 import numpy as np
 
 from aggpose_jax.evaluation import evaluator, visualize
-from aggpose_jax.keypoints import metainfo
-from data_pipelines import loaders, sources, transforms
+from aggpose_jax.keypoints import codecs, metainfo
+from aggpose_jax.tasks.topdown_heatmap import TopdownHeatmap
+from data_pipelines import loaders, sources, topdown, transforms
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,21 @@ LIGHT_AUGMENT = transforms.AugmentConfig(
     half_body_prob=0.0, scale_factor=0.15, rotation_factor=15.0, rotation_prob=0.3, jitter_prob=0.0
 )
 AUGMENTS = {"official": transforms.AugmentConfig(), "light": LIGHT_AUGMENT, "none": NO_AUGMENT}
+
+
+NMS = {"oks": "oks", "soft": "soft", "none": None}
+
+
+def make_task(config: ml_collections.ConfigDict) -> TopdownHeatmap:
+    """The task of config.task, for config.data's keypoint format."""
+    if config.task.name != "topdown_heatmap":
+        raise ValueError(f"unknown task.name {config.task.name!r}; known: topdown_heatmap")
+    if config.task.nms not in NMS:
+        raise ValueError(f"unknown task.nms {config.task.nms!r}; known: {', '.join(NMS)}")
+    return TopdownHeatmap(
+        metainfo.get_format(config.data.keypoint_format), flip_test=config.eval.flip_test,
+        nms=NMS[config.task.nms], decode=config.task.decode,
+    )  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -53,7 +69,7 @@ def _paths(config: ml_collections.ConfigDict, split: str) -> sources.SamplePaths
     )
 
 
-def make_data(config: ml_collections.ConfigDict) -> RunData:
+def make_data(config: ml_collections.ConfigDict, task: TopdownHeatmap) -> RunData:
     """This host's share of the training stream (shard = jax.process_index()), eval and pictures."""
     d, fmt = config.data, metainfo.get_format(config.data.keypoint_format)
     if d.augment not in AUGMENTS:
@@ -70,11 +86,11 @@ def make_data(config: ml_collections.ConfigDict) -> RunData:
         train_records = sources.PersonRecords.from_records(rows, fmt.num_keypoints)
     n_proc = jax.process_count()
     batch = config.train.global_batch_size // n_proc
+    codec = codecs.HeatmapCodec(d.input_hw, d.heatmap_hw, d.sigma, method=task.decode)
     loader = loaders.make_train_loader(
-        train_records, fmt=fmt, input_hw=tuple(d.input_hw), heatmap_hw=tuple(d.heatmap_hw),
-        sigma=d.sigma, batch_size=batch, seed=config.seed, shard_index=jax.process_index(),
+        train_records, topdown.TopdownTrainExample(fmt, codec, AUGMENTS[d.augment]),
+        batch_size=batch, seed=config.seed, shard_index=jax.process_index(),
         shard_count=n_proc, shuffle=d.shuffle, num_workers=d.num_workers,
-        augment_cfg=AUGMENTS[d.augment],
     )  # fmt: skip
     steps_per_epoch = max(1, loader.batches_per_epoch)
 
@@ -95,24 +111,21 @@ def make_data(config: ml_collections.ConfigDict) -> RunData:
     def eval_batches():
         # This host's share; `run_evaluation` gathers the predictions of every host before scoring.
         batches = loaders.make_eval_batches(
-            val_records, batch_size=max(1, config.eval.batch_size // n_proc),
-            input_hw=tuple(d.input_hw), shard_index=jax.process_index(), shard_count=n_proc,
-            num_workers=d.num_workers,
+            val_records, topdown.TopdownEvalExample(codec),
+            batch_size=max(1, config.eval.batch_size // n_proc), shard_index=jax.process_index(),
+            shard_count=n_proc, num_workers=d.num_workers,
         )  # fmt: skip
         return iter(batches)
 
-    nms = "oks" if fmt.name == "coco" else None  # the official infant evaluation has no NMS
-
-    def eval_fn(predict, workdir: pathlib.Path) -> dict[str, float]:
+    def eval_fn(predictor, workdir: pathlib.Path) -> dict[str, float]:
         stats, _ = evaluator.run_evaluation(
-            predict, eval_batches(), str(val_paths.gt_json), fmt,
-            flip_test=config.eval.flip_test, nms=nms,
+            predictor.persons, eval_batches(), str(val_paths.gt_json), task.sigmas, nms=task.nms,
             results_path=str(workdir / "results" / "keypoints_val.json"),
         )  # fmt: skip
         return {k: float(v) for k, v in stats.items()}
 
-    def render_fn(predict, workdir: pathlib.Path) -> None:
-        render_predictions(predict, val_records, fmt, tuple(d.input_hw), workdir, config)
+    def render_fn(predictor, workdir: pathlib.Path) -> None:
+        render_predictions(predictor, val_records, fmt, codec, workdir)
 
     return RunData(
         train_iter=iter(loader),
@@ -122,21 +135,22 @@ def make_data(config: ml_collections.ConfigDict) -> RunData:
     )
 
 
-def render_predictions(predict, records, fmt, input_hw, workdir: pathlib.Path, config) -> None:
+def render_predictions(predictor, records, fmt, codec, workdir: pathlib.Path) -> None:
     """Saves <workdir>/poses_<image_id>.png (first image, all its persons) and heatmaps_<id>.png."""
     first = int(records.image_ids[0])
     rows = [records[i] for i in range(len(records)) if int(records.image_ids[i]) == first]
     subset = sources.PersonRecords.from_records(rows, fmt.num_keypoints)
-    batch = next(iter(loaders.make_eval_batches(subset, batch_size=len(rows), input_hw=input_hw)))
-    # predict is collective: every process runs it (on the same rows); process 0 draws.
-    preds = evaluator.collect_predictions(predict, [batch], fmt, flip_test=config.eval.flip_test)
+    example_fn = topdown.TopdownEvalExample(codec)
+    batch = next(iter(loaders.make_eval_batches(subset, example_fn, batch_size=len(rows))))
+    # The predictor is collective: every process runs it (on the same rows); process 0 draws.
+    persons = predictor.persons(dict(batch, record_index=np.arange(len(rows))))
     crop = batch["image"][:1]
-    heatmaps = np.asarray(predict(crop))[0]
+    heatmaps = predictor.outputs(crop)["heatmaps"][0]
     if jax.process_index() != 0:
         return
     image = cv2.cvtColor(cv2.imread(rows[0]["image_path"]), cv2.COLOR_BGR2RGB)
     out = workdir / f"poses_{first}.png"
-    visualize.render_poses(image, preds.coords, preds.maxvals, fmt, out)
+    visualize.render_poses(image, persons.keypoints, persons.keypoint_scores, fmt, out)
     visualize.render_heatmaps(
         heatmaps, workdir / f"heatmaps_{first}.png", fmt.keypoint_names, image_rgb=crop[0]
     )

@@ -145,17 +145,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_jax(args)
 
-    from aggpose_jax.training import trainer
+    from aggpose_jax.training import setup, trainer
     from experiments import data as data_lib
 
     workdir = pathlib.Path(args.workdir or f"workdirs/{args.exp.replace(':', '_')}")
+    try:
+        task = data_lib.make_task(config)
+        setup.make_model(config, task)  # a bad model family, variant or option fails here
+        data = data_lib.make_data(config, task)
+    except (OSError, ValueError, KeyError) as e:  # bad data paths or annotations, bad names
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    data = data_lib.make_data(config)
     try:
         summary = trainer.train_and_evaluate(
-            config, workdir, train_iter=data.train_iter, steps_per_epoch=data.steps_per_epoch,
-            eval_fn=data.eval_fn, after_train=data.render_fn,
+            config, workdir, task=task, train_iter=data.train_iter,
+            steps_per_epoch=data.steps_per_epoch, eval_fn=data.eval_fn, after_train=data.render_fn,
         )  # fmt: skip
     except trainer.NonFiniteError as e:
         log.error("%s", e)
@@ -164,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("preempted at step %d; rerun the same command to resume", summary["step"])
     elif "eval" in summary:
         log.info(
-            "done: step %d, AP %.4f; workdir %s", summary["step"], summary["eval"]["AP"], workdir
-        )
+            "done: step %d, %s %.4f; workdir %s", summary["step"], task.best_metric,
+            summary["eval"][task.best_metric], workdir,
+        )  # fmt: skip
     return 0
 
 

@@ -1,13 +1,20 @@
-"""Test set-up: 8 fake CPU devices for sharding tests, and the gpu marker."""
+"""Test set-up: 8 fake CPU devices for sharding tests, a compilation cache, and the gpu marker.
+
+JAX's persistent compilation cache (`.cache/xla` in the repository, or $JAX_COMPILATION_CACHE_DIR)
+serves every test process and the scripts they start: a program compiled once (the tiny AggPose's
+step, say) is read back in later tests and later runs instead of compiled again.
+"""
 
 import os
+import pathlib
 
 # Must happen before jax is imported anywhere.
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
-
-import pathlib  # noqa: E402
+_CACHE = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "xla"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import pytest  # noqa: E402
 

@@ -71,6 +71,24 @@ def make_device_predict(
     return run
 
 
+def keypoints_from_heatmaps(
+    heatmaps: np.ndarray, centers, scales, *, method: str = "dark"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-down crops' heatmaps -> keypoints in image pixels (the official host decode, float64).
+
+    Shapes: heatmaps (B, h, w, K), centers (B, 2), scales (B, 2) -> coords (B, K, 2) float64 image
+    pixels (x, y), maxvals (B, K) float64. Decoding (`codecs.decode_heatmaps`, DARK by default), then
+    the inverse of the rotation-free crop transform with out = heatmap size.
+    """
+    heatmaps = np.asarray(heatmaps)
+    if heatmaps.ndim != 4:
+        raise ValueError(f"expected (B, h, w, K) heatmaps, got {heatmaps.shape}")
+    coords, maxvals = codecs.decode_heatmaps(heatmaps, method)
+    found_hw = (heatmaps.shape[1], heatmaps.shape[2])
+    coords = geometry.output_to_image_coords(coords, centers, scales, output_hw=found_hw)
+    return coords, maxvals
+
+
 def predict_keypoints(
     predict_fn: PredictFn,
     images,
@@ -78,7 +96,7 @@ def predict_keypoints(
     scales,
     *,
     flip_indices=None,
-    heatmap_wh: tuple[int, int] | None = None,
+    heatmap_hw: tuple[int, int] | None = None,
     method: str = "dark",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints in image pixels for a batch of top-down crops.
@@ -86,19 +104,15 @@ def predict_keypoints(
     Shapes: images (B, H, W, 3) as predict_fn takes them, centers (B, 2), scales (B, 2),
     flip_indices (K,) or None -> coords (B, K, 2) float64 image pixels (x, y), maxvals (B, K) float64.
 
-    Order as in the official release: predict (+ flip test) -> decode on the host in float64
-    (`codecs.decode_heatmaps`, DARK by default) -> the inverse of the rotation-free crop transform
-    with out = heatmap size (`geometry.output_to_image_coords`). `heatmap_wh` is checked against the
-    predicted maps when given, and read from them otherwise.
+    Order as in the official release: predict (+ flip test) -> `keypoints_from_heatmaps`.
+    `heatmap_hw` (height, width) is checked against the predicted maps when given.
     """
     heatmaps = np.asarray(predict_heatmaps(predict_fn, images, flip_indices))
     if heatmaps.ndim != 4:
         raise ValueError(f"predict_fn must return (B, h, w, K) heatmaps, got {heatmaps.shape}")
-    found_wh = (heatmaps.shape[2], heatmaps.shape[1])
-    if heatmap_wh is not None and tuple(heatmap_wh) != found_wh:
+    found_hw = (heatmaps.shape[1], heatmaps.shape[2])
+    if heatmap_hw is not None and tuple(heatmap_hw) != found_hw:
         raise ValueError(
-            f"heatmap_wh={tuple(heatmap_wh)} but predict_fn returned (w, h)={found_wh}"
+            f"heatmap_hw={tuple(heatmap_hw)} but predict_fn returned (h, w)={found_hw}"
         )
-    coords, maxvals = codecs.decode_heatmaps(heatmaps, method)
-    coords = geometry.output_to_image_coords(coords, centers, scales, found_wh)
-    return coords, maxvals
+    return keypoints_from_heatmaps(heatmaps, centers, scales, method=method)

@@ -24,15 +24,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aggpose_jax.models.attention import AttentionImpl
-from aggpose_jax.models.layers import (
-    NORM_EPS,
-    MixFFN,
-    MlpUpsample,
-    OverlapPatchEmbed,
-    make_layer_norm,
-)
-from aggpose_jax.models.mit import BlockGroup, drop_path_schedule
+from aggpose_jax.models.blocks import fusion, heads
+from aggpose_jax.models.blocks.attention import AttentionImpl
+from aggpose_jax.models.blocks.layers import NORM_EPS, OverlapPatchEmbed, make_layer_norm
+from aggpose_jax.models.blocks.mixffn import MlpUpsample
+from aggpose_jax.models.blocks.transformer import BlockGroup, drop_path_schedule
 
 Dtype = Any
 
@@ -64,7 +60,7 @@ def group_drop_path_rates(
 
 
 class AggPose(nn.Module):
-    """AggPose pose network. Shapes: images (B, H, W, 3) -> heatmaps (B, H/4, W/4, K) float32.
+    """AggPose pose network. Shapes: images (B, H, W, 3) -> {"heatmaps": (B, H/4, W/4, K) float32}.
 
     H and W must be multiples of 32. Defaults are AggPose-L (the official get_pose_net). Parameters are
     float32; `dtype` is the compute dtype. `remat` checkpoints each block; `scan_blocks` runs each group
@@ -85,7 +81,7 @@ class AggPose(nn.Module):
     attention_impl: AttentionImpl = None
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         c1, c2, c3, c4 = self.embed_dims
         dims = self.embed_dims
         rates = group_drop_path_rates(self.depths, self.drop_path_rate)
@@ -113,8 +109,7 @@ class AggPose(nn.Module):
             return MlpUpsample(features, factor, dt, name=name)(x)
 
         def merge(name: str, branch: int, parts: list[jax.Array]) -> jax.Array:
-            c = dims[branch]
-            return MixFFN(c, c, dt, name=name)(jnp.concatenate(parts, axis=-1))
+            return fusion.merge(parts, dims[branch], name=name, dtype=dt)
 
         # Stage 1.
         x1 = OverlapPatchEmbed(c1, 7, 4, dt, name="patch_embed1")(images.astype(dt))
@@ -161,6 +156,29 @@ class AggPose(nn.Module):
             ],
             axis=-1,
         )
-        out = MixFFN(c1, c1, dt, name="final")(out)
-        out = MixFFN(c1, self.num_keypoints, dt, name="final_layer")(out)
-        return out.astype(jnp.float32)
+        out = heads.mixffn_head(out, self.num_keypoints, hidden=c1, dtype=dt, refine=True)
+        return {"heatmaps": out.astype(jnp.float32)}
+
+
+_MIT_COMMON = dict(embed_dims=(64, 128, 320, 512), num_heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1))
+# Architecture per variant: l = the official get_pose_net (MiT-B5 + extra groups of 3), s = the paper's
+# AggPose-S (MiT-B2 + extra groups of 3), tiny = CPU experiments and CI.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "l": dict(_MIT_COMMON, depths=((3, 3, 3, 3), (6, 3, 3), (40, 3), (3,))),
+    "s": dict(_MIT_COMMON, depths=((3, 3, 3, 3), (4, 3, 3), (6, 3), (3,))),
+    "tiny": dict(
+        _MIT_COMMON, embed_dims=(16, 32, 40, 64), depths=((1, 1, 1, 1), (1, 1, 1), (1, 1), (1,))
+    ),
+}
+# Run options (config `model.options`), defaults of the official recipe.
+OPTIONS: dict[str, Any] = dict(
+    dtype="float32", remat=False, scan_blocks=True, drop_path_rate=0.1, attention_impl=""
+)
+OUTPUTS = ("heatmaps",)
+
+
+def make(fields: dict[str, Any], out_channels: dict[str, int]) -> AggPose:
+    """AggPose from a variant's fields merged with options; out_channels {"heatmaps": K}."""
+    fields = dict(fields, dtype=jnp.dtype(fields["dtype"]))
+    fields["attention_impl"] = fields["attention_impl"] or None
+    return AggPose(**fields, num_keypoints=out_channels["heatmaps"])

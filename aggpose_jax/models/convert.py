@@ -1,11 +1,8 @@
-"""PyTorch state dicts <-> flax params for AggPose, the SegFormer pose baseline and MiT backbones.
+"""Weight conversion: the per-family converters in one place, and the command line.
 
-(ImageNet MiT weights into a backbone: `mit_weights`.)
-
-Flax submodule names mirror the official attribute paths, so a state-dict name maps to a param path by
-splitting on '.' and renaming the leaf: Linear weight [out, in] -> `kernel` [in, out]; Conv weight
-[O, I/g, kh, kw] -> `kernel` [kh, kw, I/g, O]; LayerNorm weight -> `scale`; bias -> `bias`. Under
-`scan_blocks` the blocks `<group>/<i>` of a group are stacked into `<group>/blocks` (leading axis i).
+The converters live with their family in `models/weights/` (`aggpose`, `segformer`, `mit` for ImageNet
+backbones); the shared naming rule in `weights/torch_layout.py`. This module re-exports them, so that
+`convert.aggpose_params_from_state_dict(...)` is the one name to remember.
 
 Usage (command line):
     python -m aggpose_jax.models.convert final_state.pth aggpose_l.msgpack --model aggpose_l
@@ -13,297 +10,88 @@ Usage (command line):
 """
 
 import argparse
-import pathlib
-import re
-from collections.abc import Mapping
-from typing import Any
+import sys
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import serialization, traverse_util
 
-from aggpose_jax.models.aggpose import GROUP_NAMES, AggPose
-from aggpose_jax.models.layers import dense_kernel_init
-from aggpose_jax.models.segformer import SegFormerPose
+from aggpose_jax.models import build
+from aggpose_jax.models.weights.aggpose import (
+    aggpose_params_from_state_dict,
+    aggpose_state_dict_from_params,
+    infer_aggpose_config,
+)
+from aggpose_jax.models.weights.mit import load_mit_backbone, mit_state_dict_from_hf
+from aggpose_jax.models.weights.segformer import (
+    segformer_params_from_state_dict,
+    segformer_state_dict_from_params,
+)
+from aggpose_jax.models.weights.torch_layout import (
+    check_state_dict,
+    expected_shapes,
+    has_scanned_groups,
+    load_params,
+    load_state_dict,
+    params_from_torch_names,
+    save_params,
+    stack_block_groups,
+    strip_prefix,
+    torch_names_from_params,
+    unstack_block_groups,
+)
 
-Params = dict[str, Any]
-StateDict = dict[str, np.ndarray]
-
-# Dead parameters of the official SegFormer pose model (an unused 1x1 conv).
-_SEGFORMER_DEAD = ("recover.",)
-
-
-def load_state_dict(path: str | pathlib.Path) -> StateDict:
-    """Reads `.pth`/`.pt` (torch, weights only), `.safetensors` or `.npz` into {name: float32 array}.
-
-    A training checkpoint dict ({'state_dict': ..., 'optimizer': ...}) is unwrapped; a leading
-    `module.` (DataParallel) prefix is kept here and stripped by the converters.
-    """
-    path = pathlib.Path(path)
-    if path.suffix in (".pth", ".pt", ".bin"):
-        import torch  # Lazily: torch is only needed to read official checkpoints.
-
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-        return {k: v.detach().float().numpy() for k, v in obj.items() if hasattr(v, "numpy")}
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        return dict(load_file(str(path)))
-    if path.suffix == ".npz":
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    raise ValueError(f"unknown weight file type {path.suffix!r} (want .pth, .safetensors or .npz)")
+__all__ = [
+    "aggpose_params_from_state_dict", "aggpose_state_dict_from_params", "infer_aggpose_config",
+    "segformer_params_from_state_dict", "segformer_state_dict_from_params", "load_mit_backbone",
+    "mit_state_dict_from_hf",
+    "check_state_dict", "expected_shapes", "has_scanned_groups", "load_params", "load_state_dict",
+    "params_from_torch_names", "save_params", "stack_block_groups", "strip_prefix",
+    "torch_names_from_params", "unstack_block_groups",
+]  # fmt: skip
 
 
-def strip_prefix(state_dict: Mapping[str, Any], prefix: str = "module.") -> StateDict:
-    """Drops a leading `prefix` (e.g. DataParallel's `module.`) from every key that has it."""
-    return {k.removeprefix(prefix): np.asarray(v) for k, v in state_dict.items()}
-
-
-def params_from_torch_names(state_dict: Mapping[str, np.ndarray]) -> Params:
-    """Generic rename + transpose of an official-layout state dict into an unrolled param tree."""
-    flat = {}
-    for name, value in state_dict.items():
-        *path, leaf = name.split(".")
-        value = np.asarray(value, np.float32)
-        if leaf == "weight" and value.ndim == 1:
-            leaf = "scale"
-        elif leaf == "weight" and value.ndim == 2:
-            leaf, value = "kernel", value.T
-        elif leaf == "weight" and value.ndim == 4:
-            leaf, value = "kernel", value.transpose(2, 3, 1, 0)
-        elif leaf != "bias":
-            raise ValueError(f"cannot map tensor {name!r} of shape {value.shape}")
-        flat[(*path, leaf)] = np.ascontiguousarray(value)
-    return traverse_util.unflatten_dict(flat)
-
-
-def torch_names_from_params(params: Params) -> StateDict:
-    """Inverse of `params_from_torch_names` (unstacks scanned groups first). {name: array}."""
-    out = {}
-    for path, value in traverse_util.flatten_dict(unstack_block_groups(params)).items():
-        *path, leaf = path
-        value = np.asarray(value)
-        if leaf == "kernel":
-            value = value.T if value.ndim == 2 else value.transpose(3, 2, 0, 1)
-        out[".".join([*path, "bias" if leaf == "bias" else "weight"])] = np.ascontiguousarray(value)
-    return out
-
-
-def _is_group(node: Any) -> bool:
-    return isinstance(node, Mapping) and bool(node) and all(str(k).isdigit() for k in node)
-
-
-def stack_block_groups(params: Params) -> Params:
-    """Unrolled groups `{<group>: {'0': p0, '1': p1}}` -> scanned `{<group>: {'blocks': stack}}`."""
-    if _is_group(params):
-        blocks = [params[str(i)] for i in range(len(params))]
-        return {"blocks": jax.tree.map(lambda *xs: np.stack(xs), *blocks)}
-    if isinstance(params, Mapping):
-        return {k: stack_block_groups(v) for k, v in params.items()}
-    return params
-
-
-def unstack_block_groups(params: Params) -> Params:
-    """Scanned `{<group>: {'blocks': stack}}` -> unrolled `{<group>: {'0': p0, ...}}` (no-op if unrolled)."""
-    if isinstance(params, Mapping) and set(params) == {"blocks"}:
-        depth = jax.tree.leaves(params["blocks"])[0].shape[0]
-        return {
-            str(i): jax.tree.map(lambda x, i=i: np.asarray(x)[i], params["blocks"])
-            for i in range(depth)
-        }
-    if isinstance(params, Mapping):
-        return {k: unstack_block_groups(v) for k, v in params.items()}
-    return params
-
-
-def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """{official name: shape} of a model's params, from jax.eval_shape (no compute)."""
-    model = model.clone(scan_blocks=False)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
-    flat = traverse_util.flatten_dict(shapes)
-    fake = traverse_util.unflatten_dict({k: np.zeros(v.shape, np.float32) for k, v in flat.items()})
-    return {k: v.shape for k, v in torch_names_from_params(fake).items()}
-
-
-def check_state_dict(state_dict: Mapping[str, np.ndarray], expected: Mapping[str, tuple]) -> None:
-    """Raises ValueError naming every missing, unexpected and mis-shaped key (exact match required)."""
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(
-        f"{k}: file {tuple(np.shape(state_dict[k]))} vs model {tuple(expected[k])}"
-        for k in set(expected) & set(state_dict)
-        if tuple(np.shape(state_dict[k])) != tuple(expected[k])
-    )
-    problems = []
-    for title, items in (("missing", missing), ("unexpected", unexpected), ("shape", mismatched)):
-        if items:
-            problems.append(f"{len(items)} {title} key(s):\n  " + "\n  ".join(items))
-    if problems:
-        raise ValueError("state dict does not match the model:\n" + "\n".join(problems))
-
-
-def infer_aggpose_config(state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """AggPose constructor fields read off an official-layout state dict (heads are not stored)."""
-    dims = tuple(int(state_dict[f"patch_embed{i}.proj.weight"].shape[0]) for i in range(1, 5))
-    depths = tuple(
-        tuple(
-            len({m.group(1) for k in state_dict if (m := re.match(rf"{g}\.(\d+)\.", k))})
-            for g in branch
-        )
-        for branch in GROUP_NAMES
-    )
-    srs = tuple(
-        int(state_dict[f"block{b}.0.attn.sr.weight"].shape[-1])
-        if f"block{b}.0.attn.sr.weight" in state_dict
-        else 1
-        for b in range(1, 5)
-    )
-    return dict(
-        embed_dims=dims,
-        num_heads=(1, 1, 1, 1),
-        sr_ratios=srs,
-        depths=depths,
-        num_keypoints=int(state_dict["final_layer.fc2.weight"].shape[0]),
-        mlp_ratio=int(state_dict["block1.0.mlp.fc1.weight"].shape[0]) // dims[0],
-        qkv_bias="block1.0.attn.q.bias" in state_dict,
-    )
-
-
-def _convert(
-    state_dict: StateDict,
-    model: nn.Module,
-    num_keypoints: int | None,
-    reinit_head: bool,
-    scan_blocks: bool,
-    rng: jax.Array | None,
-) -> Params:
-    file_k = int(state_dict["final_layer.fc2.weight"].shape[0])
-    want_k = file_k if num_keypoints is None else num_keypoints
-    if want_k != file_k and not reinit_head:
-        raise ValueError(
-            f"the file has a {file_k}-keypoint head but {want_k} were asked for; "
-            "pass reinit_head=True (--reinit-head) to re-initialise final_layer.fc2"
-        )
-    check_state_dict(state_dict, expected_shapes(model.clone(num_keypoints=file_k)))
-    params = params_from_torch_names(state_dict)
-    if reinit_head:
-        fc2 = params["final_layer"]["fc2"]
-        rng = jax.random.key(0) if rng is None else rng
-        hidden = fc2["kernel"].shape[0]
-        fc2["kernel"] = np.asarray(dense_kernel_init(rng, (hidden, want_k), jnp.float32))
-        fc2["bias"] = np.zeros((want_k,), np.float32)
-    return stack_block_groups(params) if scan_blocks else params
-
-
-def aggpose_params_from_state_dict(
-    state_dict: Mapping[str, Any],
-    *,
-    num_keypoints: int | None = None,
-    reinit_head: bool = False,
-    scan_blocks: bool = False,
-    rng: jax.Array | None = None,
-    model: AggPose | None = None,
-) -> Params:
-    """Official AggPose state dict (bare or `module.` names) -> params for `{"params": params}`.
-
-    The architecture is read off the state dict (or given as `model`) and the keys must match it exactly.
-    `num_keypoints` different from the file's needs `reinit_head=True`, which re-initialises
-    final_layer.fc2 (the only head tensor whose shape depends on K) from `rng`.
-    """
-    sd = strip_prefix(state_dict)
-    model = AggPose(**infer_aggpose_config(sd)) if model is None else model
-    return _convert(sd, model, num_keypoints, reinit_head, scan_blocks, rng)
-
-
-def aggpose_state_dict_from_params(params: Params) -> StateDict:
-    """AggPose params (unrolled or scanned) -> official state dict {name: np.ndarray}."""
-    return torch_names_from_params(params)
-
-
-def segformer_params_from_state_dict(
-    state_dict: Mapping[str, Any],
-    *,
-    num_keypoints: int | None = None,
-    reinit_head: bool = False,
-    scan_blocks: bool = False,
-    rng: jax.Array | None = None,
-    model: SegFormerPose | None = None,
-) -> Params:
-    """Official SegFormer pose state dict -> params; the dead `recover` conv is dropped."""
-    sd = {k: v for k, v in strip_prefix(state_dict).items() if not k.startswith(_SEGFORMER_DEAD)}
-    if model is None:
-        dims = tuple(int(sd[f"patch_embed{i}.proj.weight"].shape[0]) for i in range(1, 5))
-        depths = tuple(
-            len({m.group(1) for k in sd if (m := re.match(rf"block{b}\.(\d+)\.", k))})
-            for b in range(1, 5)
-        )
-        model = SegFormerPose(embed_dims=dims, depths=depths, num_heads=(1, 1, 1, 1))
-    return _convert(sd, model, num_keypoints, reinit_head, scan_blocks, rng)
-
-
-def segformer_state_dict_from_params(params: Params) -> StateDict:
-    """SegFormer pose params -> state dict (without the dead `recover` conv)."""
-    return torch_names_from_params(params)
-
-
-def save_params(path: str | pathlib.Path, params: Params) -> None:
-    """Writes params as flax msgpack (what `load_params`, the trainer's init_from and inference read)."""
-    pathlib.Path(path).write_bytes(
-        serialization.msgpack_serialize(jax.tree.map(np.asarray, params))
-    )
-
-
-def load_params(path: str | pathlib.Path) -> Params:
-    """Reads params written by `save_params` (a nested dict of numpy arrays)."""
-    return serialization.msgpack_restore(pathlib.Path(path).read_bytes())
-
-
-def has_scanned_groups(params: Any) -> bool:
-    """Whether a params tree holds a scanned block group (`<group>/blocks` with a leading depth axis)."""
-    if isinstance(params, Mapping):
-        return set(params) == {"blocks"} or any(has_scanned_groups(v) for v in params.values())
-    return False
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Command line: convert an official checkpoint into a flax msgpack params file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("in_file", help=".pth, .safetensors or .npz state dict")
     parser.add_argument("out_file", help="output .msgpack (read by convert.load_params)")
     parser.add_argument(
-        "--model", default=None, help="variant to check against (default: read off the file)"
+        "--model",
+        default=None,
+        help="<family>_<variant> to check against (default: read off the file)",
     )
     parser.add_argument("--num-keypoints", type=int, default=None)
     parser.add_argument("--reinit-head", action="store_true")
     parser.add_argument("--scan-blocks", action="store_true", help="stack groups for scan_blocks")
     args = parser.parse_args(argv)
-    from aggpose_jax.models import variants  # Here only: variants imports this module's peers.
-
-    sd = load_state_dict(args.in_file)
-    file_k = int(strip_prefix(sd)["final_layer.fc2.weight"].shape[0])
-    k = file_k if args.num_keypoints is None else args.num_keypoints
-    is_segformer = (args.model or "").startswith("segformer") or not any(
-        key.startswith("block1_1.") for key in strip_prefix(sd)
-    )
-    model = None if args.model is None else variants.make_model(args.model, file_k)
-    convert_fn = (
-        segformer_params_from_state_dict if is_segformer else aggpose_params_from_state_dict
-    )
-    params = convert_fn(
-        sd,
-        num_keypoints=k,
-        reinit_head=args.reinit_head,
-        scan_blocks=args.scan_blocks,
-        model=model,
-    )
-    save_params(args.out_file, params)
+    try:
+        sd = strip_prefix(load_state_dict(args.in_file))
+        if "final_layer.fc2.weight" not in sd:
+            raise ValueError(
+                "no final_layer.fc2.weight: not an AggPose or SegFormer pose checkpoint"
+            )
+        file_k = int(sd["final_layer.fc2.weight"].shape[0])
+        k = file_k if args.num_keypoints is None else args.num_keypoints
+        family = build.split_name(args.model)[0] if args.model else None
+        is_segformer = family == "segformer" or (
+            family is None and not any(key.startswith("block1_1.") for key in sd)
+        )
+        model = None
+        if args.model:
+            model = build.make_model(
+                *build.split_name(args.model), out_channels={"heatmaps": file_k}
+            )
+        convert_fn = (
+            segformer_params_from_state_dict if is_segformer else aggpose_params_from_state_dict
+        )
+        params = convert_fn(
+            sd, num_keypoints=k, reinit_head=args.reinit_head, scan_blocks=args.scan_blocks,
+            model=model,
+        )  # fmt: skip
+        save_params(args.out_file, params)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {args.in_file}: {e}", file=sys.stderr)
+        return 2
     n = sum(np.size(x) for x in jax.tree.leaves(params))
     print(f"read     {args.in_file}: {len(sd)} tensors, {file_k}-keypoint head")
     kind = args.model or ("segformer pose" if is_segformer else "AggPose") + " (read off the file)"
@@ -311,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.reinit_head:
         print("head     final_layer.fc2 re-initialised (trunc normal std 0.02, bias 0)")
     print(f"wrote    {args.out_file} ({'scanned' if args.scan_blocks else 'unrolled'} groups)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,9 +1,8 @@
-"""Mix Transformer (MiT, SegFormer: Xie et al. 2021) blocks, block groups and the B0-B5 encoder.
+"""The Mix Transformer encoder family (MiT B0-B5, SegFormer: Xie et al. 2021).
 
-A block group is the official `nn.ModuleList` of Blocks (e.g. `block1_1`). Unrolled, block i of a group
-is the submodule `<group>/<i>` (params `block1_1/0/attn/q/kernel`), mirroring the PyTorch path
-`block1_1.0.attn.q.weight`. With `scan=True` the group's blocks run under `nn.scan` and live in
-`<group>/blocks/...` with a leading `depth` axis (`convert.stack_block_groups` maps between the two).
+Four stages, each an overlapping patch embed, a block group and a LayerNorm; the params mirror the
+official SegFormer `mit_b*` layout (patch_embed1-4, block1-4, norm1-4). Its output is the four stage
+maps: the backbone of the SegFormer pose baseline, and of masked-image pretraining.
 """
 
 from collections.abc import Sequence
@@ -12,115 +11,16 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from aggpose_jax.models.attention import AttentionImpl, EfficientSelfAttention
-from aggpose_jax.models.layers import (
-    NORM_EPS,
-    MixFFN,
-    OverlapPatchEmbed,
-    drop_path,
-    make_layer_norm,
-)
+from aggpose_jax.models.blocks.attention import AttentionImpl
+from aggpose_jax.models.blocks.layers import NORM_EPS, OverlapPatchEmbed, make_layer_norm
+from aggpose_jax.models.blocks.transformer import BlockGroup, drop_path_schedule
 
 Dtype = Any
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block with stochastic depth. Shapes: (B, H, W, C) -> (B, H, W, C).
-
-    The drop-path rate is the static field `drop_path`, or the `drop_path_rate` argument when the block
-    runs under nn.scan (one rate per scanned block). Block norms use eps 1e-6 (the official norm_layer).
-    """
-
-    num_heads: int
-    sr_ratio: int
-    mlp_ratio: int = 4
-    qkv_bias: bool = True
-    drop_path: float = 0.0
-    deterministic: bool = True
-    dtype: Dtype = jnp.float32
-    attention_impl: AttentionImpl = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, drop_path_rate: jax.Array | None = None) -> jax.Array:
-        rate = self.drop_path if drop_path_rate is None else drop_path_rate
-        rng = None
-        if not self.deterministic and not (isinstance(rate, float) and rate == 0.0):
-            rng = self.make_rng("dropout")
-        channels = x.shape[-1]
-        y = make_layer_norm(NORM_EPS, "norm1", self.dtype)(x)
-        y = EfficientSelfAttention(
-            self.num_heads,
-            self.sr_ratio,
-            self.qkv_bias,
-            self.dtype,
-            self.attention_impl,
-            name="attn",
-        )(y)
-        x = x + drop_path(y, rate, self.deterministic, rng)
-        y = make_layer_norm(NORM_EPS, "norm2", self.dtype)(x)
-        y = MixFFN(channels * self.mlp_ratio, channels, self.dtype, name="mlp")(y)
-        rng2 = None if rng is None else self.make_rng("dropout")
-        return x + drop_path(y, rate, self.deterministic, rng2)
-
-
-class _ScanBlock(Block):
-    """A Block with the (carry, x) -> (carry, y) signature that nn.scan needs."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array, drop_path_rate: jax.Array) -> tuple[jax.Array, None]:
-        return super().__call__(x, drop_path_rate), None
-
-
-class BlockGroup(nn.Module):
-    """`len(drop_path_rates)` Blocks in sequence, unrolled or under nn.scan. (B, H, W, C) -> same."""
-
-    drop_path_rates: tuple[float, ...]
-    num_heads: int
-    sr_ratio: int
-    mlp_ratio: int = 4
-    qkv_bias: bool = True
-    dtype: Dtype = jnp.float32
-    remat: bool = False
-    scan: bool = False
-    attention_impl: AttentionImpl = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        kwargs = dict(
-            num_heads=self.num_heads,
-            sr_ratio=self.sr_ratio,
-            mlp_ratio=self.mlp_ratio,
-            qkv_bias=self.qkv_bias,
-            deterministic=not train,
-            dtype=self.dtype,
-            attention_impl=self.attention_impl,
-        )
-        if self.scan:
-            cls = nn.remat(_ScanBlock, prevent_cse=False) if self.remat else _ScanBlock
-            blocks = nn.scan(
-                cls,
-                variable_axes={"params": 0},
-                split_rngs={"params": True, "dropout": True},
-                in_axes=0,
-                length=len(self.drop_path_rates),
-            )(**kwargs, name="blocks")
-            x, _ = blocks(x, jnp.asarray(self.drop_path_rates, jnp.float32))
-            return x
-        cls = nn.remat(Block) if self.remat else Block
-        for i, rate in enumerate(self.drop_path_rates):
-            x = cls(drop_path=float(rate), **kwargs, name=str(i))(x)
-        return x
-
-
-def drop_path_schedule(total: int, rate: float) -> list[float]:
-    """The official stochastic-depth rates: linspace(0, rate, total) as Python floats (torch.linspace)."""
-    return [float(v) for v in np.linspace(0.0, rate, total, dtype=np.float64)] if total else []
-
-
 class MixVisionTransformer(nn.Module):
-    """MiT encoder. Shapes: images (B, H, W, 3) -> 4 maps (B, H/4, W/4, C1) ... (B, H/32, W/32, C4).
+    """MiT encoder. Shapes: images (B, H, W, 3) -> {"stages": [(B, H/4, W/4, C1) ... (B, H/32, W/32, C4)]}.
 
     Params: patch_embed1-4, block1-4, norm1-4 (the official SegFormer `mit_b*` layout).
     """
@@ -138,7 +38,7 @@ class MixVisionTransformer(nn.Module):
     attention_impl: AttentionImpl = None
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> list[jax.Array]:
+    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, list[jax.Array]]:
         dpr = drop_path_schedule(sum(self.depths), self.drop_path_rate)
         x = images.astype(self.dtype)
         outs, start = [], 0
@@ -162,15 +62,29 @@ class MixVisionTransformer(nn.Module):
             start += self.depths[i]
             x = make_layer_norm(NORM_EPS, f"norm{i + 1}", self.dtype)(x)
             outs.append(x)
-        return outs
+        return {"stages": outs}
 
 
+_HEADS_SR = dict(num_heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1))
 # Official MiT variants (SegFormer): dims, heads, sr ratios and mlp ratio 4 are shared from B1 on.
-MIT_VARIANTS: dict[str, dict[str, tuple[int, ...]]] = {
-    "mit_b0": dict(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2)),
-    "mit_b1": dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 2, 2)),
-    "mit_b2": dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3)),
-    "mit_b3": dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3)),
-    "mit_b4": dict(embed_dims=(64, 128, 320, 512), depths=(3, 8, 27, 3)),
-    "mit_b5": dict(embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3)),
+VARIANTS: dict[str, dict[str, Any]] = {
+    "b0": dict(_HEADS_SR, embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2)),
+    "b1": dict(_HEADS_SR, embed_dims=(64, 128, 320, 512), depths=(2, 2, 2, 2)),
+    "b2": dict(_HEADS_SR, embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3)),
+    "b3": dict(_HEADS_SR, embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3)),
+    "b4": dict(_HEADS_SR, embed_dims=(64, 128, 320, 512), depths=(3, 8, 27, 3)),
+    "b5": dict(_HEADS_SR, embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3)),
+    "tiny": dict(_HEADS_SR, embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1)),
 }
+OPTIONS: dict[str, Any] = dict(
+    dtype="float32", remat=False, scan_blocks=True, drop_path_rate=0.1, attention_impl=""
+)
+OUTPUTS: tuple[str, ...] = ()  # the stage maps are not sized by a task
+
+
+def make(fields: dict[str, Any], out_channels: dict[str, int]) -> MixVisionTransformer:
+    """The encoder alone (out_channels is empty: it returns {"stages": ...})."""
+    del out_channels
+    fields = dict(fields, dtype=jnp.dtype(fields["dtype"]))
+    fields["attention_impl"] = fields["attention_impl"] or None
+    return MixVisionTransformer(**fields)

@@ -13,7 +13,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aggpose_jax.models.layers import Dtype, MixFFN, MlpUpsample
+from aggpose_jax.models import mit
+from aggpose_jax.models.blocks import heads
+from aggpose_jax.models.blocks.layers import Dtype
+from aggpose_jax.models.blocks.mixffn import MlpUpsample
 from aggpose_jax.models.mit import MixVisionTransformer
 
 
@@ -34,7 +37,7 @@ class _ToFused(nn.Module):
 
 
 class SegFormerPose(MixVisionTransformer):
-    """SegFormer pose baseline. Shapes: images (B, H, W, 3) -> heatmaps (B, H/4, W/4, K) float32.
+    """SegFormer pose baseline. Shapes: images (B, H, W, 3) -> {"heatmaps": (B, H/4, W/4, K) float32}.
 
     Defaults are the official one (MiT-B5); the encoder fields are MixVisionTransformer's.
     """
@@ -43,10 +46,24 @@ class SegFormerPose(MixVisionTransformer):
     decoder_dim: int = 64
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-        stages = super().__call__(images, train)
+    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        stages = super().__call__(images, train)["stages"]
         ups = _ToFused(self.decoder_dim, self.dtype, name="to_fused")(stages)
-        out = MixFFN(self.decoder_dim, self.num_keypoints, self.dtype, name="final_layer")(
-            jnp.concatenate(ups, axis=-1)
-        )
-        return out.astype(jnp.float32)
+        out = heads.mixffn_head(
+            jnp.concatenate(ups, axis=-1), self.num_keypoints, hidden=self.decoder_dim,
+            dtype=self.dtype, refine=False,
+        )  # fmt: skip
+        return {"heatmaps": out.astype(jnp.float32)}
+
+
+# The pose baseline on every MiT encoder (b5 is the official one; tiny: CPU runs and CI).
+VARIANTS = mit.VARIANTS
+OPTIONS = mit.OPTIONS
+OUTPUTS = ("heatmaps",)
+
+
+def make(fields: dict, out_channels: dict[str, int]) -> SegFormerPose:
+    """SegFormerPose from a variant's fields merged with options; out_channels {"heatmaps": K}."""
+    fields = dict(fields, dtype=jnp.dtype(fields["dtype"]))
+    fields["attention_impl"] = fields["attention_impl"] or None
+    return SegFormerPose(**fields, num_keypoints=out_channels["heatmaps"])

@@ -2,6 +2,8 @@
 
     python -m aggpose_jax.models.summary --model aggpose_l --num-keypoints 17 [--input-hw 256 192] [--json]
 
+Any family's variant by `<family>_<variant>` (`segformer_b5`, `mit_b2`, `aggpose_tiny`; `--list`).
+
 Three compute figures for one image (batch 1):
 * `gmacs`: multiply-adds of every matmul and convolution, attention matmuls included, counted on the
   traced program (jaxpr) from operand shapes (the depthwise convs, computed as shifted multiplies, are
@@ -18,6 +20,7 @@ Three compute figures for one image (batch 1):
 import argparse
 import json
 import math
+import sys
 from typing import Any
 
 import flax.linen as nn
@@ -25,8 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
-from aggpose_jax.models import variants
-from aggpose_jax.models.layers import DEPTHWISE_SCOPE
+from aggpose_jax.models import build
+from aggpose_jax.models.blocks.mixffn import DEPTHWISE_SCOPE
 
 
 def _eqn_macs(eqn: Any) -> tuple[int, bool]:
@@ -72,6 +75,8 @@ def _forward_jaxpr(model: nn.Module, input_hw: tuple[int, int]) -> tuple[Any, An
     """(param shapes, jaxpr of the eval forward) for one (1, H, W, 3) image, without compiling."""
     if hasattr(model, "attention_impl"):
         model = model.clone(attention_impl="xla")  # A fused kernel would hide its matmuls.
+    if hasattr(model, "scan_blocks"):
+        model = model.clone(scan_blocks=True)  # Traces a deep group once (counted `length` times).
     image = jax.ShapeDtypeStruct((1, *input_hw, 3), jnp.float32)
     params = jax.eval_shape(model.init, jax.random.key(0), image)
     return params, jax.make_jaxpr(lambda p, x: model.apply(p, x))(params, image).jaxpr
@@ -89,8 +94,13 @@ def forward_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, fl
 def summarize(
     name: str, num_keypoints: int, input_hw: tuple[int, int] = (256, 192), xla: bool = False
 ) -> dict[str, Any]:
-    """Params and GMACs of a variant for one (1, H, W, 3) image. Returns a dict of figures."""
-    model = variants.make_model(name, num_keypoints, scan_blocks=True, attention_impl="xla")
+    """Params and GMACs of `<family>_<variant>` for one (1, H, W, 3) image. Returns a dict of figures.
+
+    The model's outputs named by its family's OUTPUTS get `num_keypoints` channels.
+    """
+    family, variant = build.split_name(name)
+    outputs = build.family_module(family).OUTPUTS
+    model = build.make_model(family, variant, out_channels={k: num_keypoints for k in outputs})
     params, jaxpr = _forward_jaxpr(model, input_hw)
     total, attention = count_macs(jaxpr)
     out = {
@@ -103,7 +113,7 @@ def summarize(
         "attention_gmacs": attention / 1e9,
     }
     if xla:
-        unrolled = model.clone(scan_blocks=False)
+        unrolled = model.clone(scan_blocks=False) if hasattr(model, "scan_blocks") else model
         image = jax.ShapeDtypeStruct((1, *input_hw, 3), jnp.float32)
         params = jax.eval_shape(unrolled.init, jax.random.key(0), image)
         compiled = jax.jit(lambda p, x: unrolled.apply(p, x)).lower(params, image).compile()
@@ -126,18 +136,29 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(description="Params and GMACs of a model variant.")
-    parser.add_argument("--model", default="aggpose_l", choices=sorted(variants.VARIANTS))
+    parser.add_argument("--model", default="aggpose_l", help="<family>_<variant>, e.g. aggpose_l")
+    parser.add_argument("--list", action="store_true", help="print every family's variants")
     parser.add_argument("--num-keypoints", type=int, default=17)
     parser.add_argument("--input-hw", type=int, nargs=2, default=(256, 192))
     parser.add_argument("--xla", action="store_true", help="also compile for XLA's cost analysis")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.list:
+        for family in build.known_families():
+            print(" ".join(f"{family}_{v}" for v in build.family_module(family).VARIANTS))
+        return 0
+    try:
+        build.model_fields(*build.split_name(args.model), {})
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     row = summarize(args.model, args.num_keypoints, tuple(args.input_hw), args.xla)
     print(json.dumps(row) if args.json else format_table([row]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,27 +1,23 @@
 """Orbax checkpoints: the train state and the grain iterator saved together, keep-N and keep-best.
 
 Layout of a workdir:
-  checkpoints/<step>/state/      the whole TrainState (params, AdamW moments, step, rng), sharded arrays
+  checkpoints/<step>/state/      the whole TrainState (params, model state, AdamW moments, step, rng)
   checkpoints/<step>/data_iter/  process_<i>-of-<n>.json: each host's grain iterator state
-  best/<step>/params/            params only, of the evaluation with the highest AP (metric "AP")
+  best/<step>/variables/         {"params", **model_state} of the evaluation with the best task metric
 
 Resume order (see docs/training.md): the latest step of checkpoints/ wins; otherwise `init_from` loads
-params only (with the `reinit` params left fresh); otherwise the run starts from random init.
+variables through `training.init` (take / re-initialise / rename, with a report); otherwise the run
+starts from random init.
 """
 
-import re
 from typing import Any
 
 import grain
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
-from flax import serialization, traverse_util
-from jax.experimental import multihost_utils
 
-from aggpose_jax.models import convert, mit_weights
 from aggpose_jax.training.state import TrainState
 
 
@@ -90,80 +86,12 @@ def restore_train_state(
     return restored["state"]
 
 
-def save_best_params(manager: ocp.CheckpointManager, step: int, params: Any, ap: float) -> bool:
-    """Keeps the params of the evaluation with the best AP (the manager drops worse ones)."""
-    metrics = {"AP": float(ap)}
+def save_best_variables(
+    manager: ocp.CheckpointManager, step: int, variables: Any, metric: str, value: float
+) -> bool:
+    """Keeps the variables of the evaluation with the best `metric` (the manager drops worse ones)."""
     return manager.save(
-        step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)), metrics=metrics
+        step,
+        args=ocp.args.Composite(variables=ocp.args.StandardSave(variables)),
+        metrics={metric: float(value)},
     )
-
-
-def _read_params_any(path: str) -> dict:
-    """Params as a nested dict of numpy arrays, from a flax msgpack file or an orbax checkpoint."""
-    p = epath.Path(path)
-    if p.is_file():
-        return serialization.msgpack_restore(p.read_bytes())
-    # An orbax checkpoint: a manager dir (take its latest step), a step dir, or an item dir.
-    if (p / "params").exists() or (p / "state").exists():
-        step_dir = p
-    else:
-        steps = sorted(int(s.name) for s in p.iterdir() if s.name.isdigit())
-        if not steps:
-            raise FileNotFoundError(f"no params checkpoint at {path}")
-        step_dir = p / str(steps[-1])
-    ckptr = ocp.StandardCheckpointer()
-    if (step_dir / "params").exists():
-        return ckptr.restore(step_dir / "params")
-    state = ckptr.restore(step_dir / "state")
-    return state["params"]
-
-
-def load_mit_init(path: str, fresh_params: Any, *, shardings: Any = None) -> tuple[Any, dict]:
-    """ImageNet MiT weights (official SegFormer `mit_b*.pth` or Hugging Face Segformer layout, any
-    file `convert.load_state_dict` reads) into the backbone of freshly initialised params.
-
-    Shapes: every backbone tensor of the file must match the model's. Returns (params placed with
-    `shardings` if given, the report of `mit_weights.load_mit_backbone`: 'loaded', 'initialised', 'ignored').
-    """
-    host = jax.tree.map(np.asarray, multihost_utils.process_allgather(fresh_params, tiled=True))
-    params, report = mit_weights.load_mit_backbone(host, convert.load_state_dict(path))
-    if shardings is not None:
-        params = jax.device_put(params, shardings)
-    return params, report
-
-
-def load_init_params(
-    path: str, fresh_params: Any, *, reinit: str = "", shardings: Any = None
-) -> tuple[Any, list[str]]:
-    """Params of `path` merged into `fresh_params` (a freshly initialised tree of the same model).
-
-    The file's block groups may be unrolled or scanned, whatever the model uses.
-    Shapes: every loaded leaf must match the fresh leaf's shape, except the paths matching the regex
-    `reinit` (e.g. "final_layer/fc2" when going from 17 COCO to 21 infant joints), which keep their fresh
-    values. Returns (params placed with `shardings` if given, the list of re-initialised paths).
-    """
-    # Either block-group layout loads into either (unrolled `<group>/<i>`, scanned `<group>/blocks`).
-    loaded = convert.unstack_block_groups(_read_params_any(path))
-    if convert.has_scanned_groups(fresh_params):
-        loaded = convert.stack_block_groups(loaded)
-    loaded = traverse_util.flatten_dict(loaded, sep="/")
-    fresh = traverse_util.flatten_dict(fresh_params, sep="/")
-    rx = re.compile(reinit) if reinit else None
-    merged, kept_fresh = {}, []
-    for name, value in fresh.items():
-        if rx is not None and rx.search(name):
-            merged[name] = value
-            kept_fresh.append(name)
-            continue
-        if name not in loaded:
-            raise KeyError(f"init_from {path}: missing param {name}")
-        if tuple(np.shape(loaded[name])) != tuple(np.shape(value)):
-            raise ValueError(
-                f"init_from {path}: {name} has shape {np.shape(loaded[name])}, model wants "
-                f"{np.shape(value)} (re-initialise it with train.init_reinit)"
-            )
-        merged[name] = np.asarray(loaded[name], dtype=value.dtype)
-    params = traverse_util.unflatten_dict(merged, sep="/")
-    if shardings is not None:
-        params = jax.device_put(params, shardings)
-    return params, kept_fresh

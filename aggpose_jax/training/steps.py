@@ -1,55 +1,68 @@
-"""The jitted train step and the predict function handed to the evaluator.
+"""The jitted train step: the task's loss, one optimizer update, model state (BatchNorm) carried along.
 
 One train step = one optimizer update. With `grad_accum_steps` > 1 the global batch is split into that
 many micro-batches whose gradients are averaged in a `lax.scan` (same update as one big batch, less
-activation memory). Stochastic depth draws from fold_in(state.rng, state.step), so a resumed run repeats
-the same masks. A step whose loss or gradient is not finite leaves the state untouched and reports
-`is_finite` = 0; the trainer stops the run with the step named.
+activation memory; model state passes through the micro-batches in order). Stochastic depth draws from
+fold_in(state.rng, state.step), so a resumed run repeats the same masks. A step whose loss or gradient
+is not finite leaves the state untouched and reports `is_finite` = 0; the trainer stops the run with
+the step named.
+
+BatchNorm statistics need no cross-device reduction here: under jit the batch axis of a sharded global
+batch is one array, so the batch mean is already global.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from aggpose_jax.models import preprocess
-from aggpose_jax.training import sharding as sharding_lib
-from aggpose_jax.training.losses import joints_mse_loss
+from aggpose_jax import runtime
+from aggpose_jax.tasks import Task
 from aggpose_jax.training.state import TrainState
+
+# apply(variables, images (B, H, W, 3) uint8, *, train, rngs, mutable) -> outputs or (outputs, state)
+ModelApply = Callable[..., Any]
+Batch = Mapping[str, jax.Array]
 
 
 def make_train_step(
-    model: nn.Module,
+    apply: ModelApply,
+    task: Task,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     *,
     grad_accum_steps: int = 1,
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """Returns train_step(state, batch) -> (state, metrics); not jitted (see `jit_train_step`).
 
-    Shapes: batch["image"] (B, H, W, 3) uint8 RGB (normalised here: `preprocess.normalize_images`),
-    batch["heatmaps"] (B, H/4, W/4, K), batch["target_weight"] (B, K); metrics are scalars: loss,
-    grad_norm, param_norm, lr, is_finite.
+    Shapes: batch holds the task's `batch_keys`, each (B, ...), "image" (B, H, W, 3) uint8 RGB;
+    metrics are scalars: loss, grad_norm, param_norm, lr, is_finite, and the task's own.
     """
 
-    def loss_fn(params, images, targets, weights, rng):
-        heatmaps = model.apply({"params": params}, images, train=True, rngs={"dropout": rng})
-        return joints_mse_loss(heatmaps, targets, weights)
+    def loss_fn(params, model_state, batch, rng):
+        new_state = {}
 
-    grad_fn = jax.value_and_grad(loss_fn)
+        def model(images):
+            outputs, updated = apply(
+                {"params": params, **model_state}, images, train=True, rngs={"dropout": rng},
+                mutable=list(model_state),
+            )  # fmt: skip
+            new_state.update(updated)
+            return outputs
 
-    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        loss, aux = task.loss(model, batch)
+        return loss, (aux, {**model_state, **new_state})
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state: TrainState, batch: Batch):
         rng = jax.random.fold_in(state.rng, state.step)
-        images = preprocess.normalize_images(batch["image"])
-        targets, weights = batch["heatmaps"], batch["target_weight"]
+        batch = {k: batch[k] for k in task.batch_keys}
         if grad_accum_steps == 1:
-            loss, grads = grad_fn(state.params, images, targets, weights, rng)
+            (loss, (aux, model_state)), grads = grad_fn(state.params, state.model_state, batch, rng)
         else:
             a = grad_accum_steps
 
@@ -58,17 +71,20 @@ def make_train_step(
                 # samples from every device's shard.
                 return jnp.moveaxis(x.reshape(x.shape[0] // a, a, *x.shape[1:]), 1, 0)
 
-            micro = (split(images), split(targets), split(weights), jnp.arange(a))
-
             def body(carry, xs):
-                loss_sum, grad_sum = carry
-                im, tg, wt, i = xs
-                loss, grads = grad_fn(state.params, im, tg, wt, jax.random.fold_in(rng, i))
-                return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+                loss_sum, grad_sum, ms = carry
+                micro, i = xs
+                (loss, (aux, ms)), grads = grad_fn(
+                    state.params, ms, micro, jax.random.fold_in(rng, i)
+                )
+                return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads), ms), aux
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
-            (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), micro)
+            carry = (jnp.zeros((), jnp.float32), zeros, state.model_state)
+            xs = (jax.tree.map(split, batch), jnp.arange(a))
+            (loss, grads, model_state), auxs = jax.lax.scan(body, carry, xs)
             loss, grads = loss / a, jax.tree.map(lambda g: g / a, grads)
+            aux = jax.tree.map(lambda x: jnp.mean(x, axis=0), auxs)
 
         grad_norm = optax.global_norm(grads)
         is_finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -79,6 +95,7 @@ def make_train_step(
         new_state = state.replace(
             step=state.step + is_finite.astype(jnp.int32),
             params=keep(new_params, state.params),
+            model_state=keep(model_state, state.model_state),
             opt_state=keep(new_opt_state, state.opt_state),
         )
         metrics = {
@@ -87,6 +104,7 @@ def make_train_step(
             "param_norm": optax.global_norm(new_state.params),
             "lr": jnp.asarray(schedule(state.step), jnp.float32),
             "is_finite": is_finite.astype(jnp.float32),
+            **aux,
         }
         return new_state, metrics
 
@@ -95,43 +113,9 @@ def make_train_step(
 
 def jit_train_step(train_step, state_shardings: Any, mesh: Mesh):
     """jit with explicit shardings: state in/out as given (donated), batch over data x fsdp."""
-    batch_sh = sharding_lib.batch_sharding(mesh)
     return jax.jit(
         train_step,
-        in_shardings=(state_shardings, batch_sh),
-        out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
+        in_shardings=(state_shardings, runtime.batch_sharding(mesh)),
+        out_shardings=(state_shardings, runtime.replicated(mesh)),
         donate_argnums=(0,),
     )
-
-
-def make_predict_fn(
-    model: nn.Module, params_fn: Callable[[], Any], mesh: Mesh
-) -> Callable[[np.ndarray], np.ndarray]:
-    """predict(images (b, H, W, 3) uint8 RGB numpy, this process's rows) -> (b, h, w, K) numpy.
-
-    `params_fn` returns the current (sharded) params, so one predict function serves a whole run.
-    Every process calls predict together (it runs one global batch) with the same b, each with its
-    own rows, and gets the heatmaps of its own rows back; on one process that is the whole batch.
-    The rows are padded to a multiple of the process's device count, so any b splits over the mesh.
-    """
-
-    def forward(params, images):
-        heatmaps = model.apply({"params": params}, preprocess.normalize_images(images), train=False)
-        return heatmaps.astype(jnp.float32)
-
-    apply = jax.jit(forward)
-    local_devices = len(mesh.local_devices)
-    batch_spec = sharding_lib.batch_sharding(mesh).spec
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images)
-        b = images.shape[0]
-        pad = -b % local_devices
-        if pad:
-            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-        x = sharding_lib.make_global_batch({"image": images}, mesh)["image"]
-        out = apply(params_fn(), x)
-        local = multihost_utils.global_array_to_host_local_array(out, mesh, batch_spec)
-        return np.asarray(local)[:b]
-
-    return predict

@@ -24,5 +24,5 @@ def get_config(arg: str | None = None):
     """AggPose-L, COCO 256x192; `arg="tiny"` gives the CPU-sized variant."""
     c = common.get_base_config()
     c.exp_name = "aggpose_l"
-    c.model.name = "aggpose_l"
+    c.model = common.model_block("aggpose", "l")
     return common.finalize(c, arg)

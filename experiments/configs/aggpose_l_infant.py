@@ -25,10 +25,11 @@ def get_config(arg: str | None = None):
     """AggPose-L, infant 21 keypoints; `arg="tiny"` gives the CPU-sized variant."""
     c = common.get_base_config()
     c.exp_name = "aggpose_l_infant"
-    c.model.name = "aggpose_l"
+    c.model = common.model_block("aggpose", "l")
     c.data.keypoint_format = "infant"
     c.train.num_epochs = 100
-    c.train.init_reinit = "final_layer/fc2"
+    c.train.init_reinit = "^params/final_layer/fc2/"
+    c.task.nms = "none"  # the official infant evaluation has no OKS-NMS
     c.optim.lr = 1e-4
     c.optim.milestones_epochs = (50, 80)
     c = common.finalize(c, arg)
@@ -37,4 +38,5 @@ def get_config(arg: str | None = None):
         with c.unlocked():
             c.data.keypoint_format = "coco"
             c.train.init_reinit = ""
+            c.task.nms = "oks"
     return c

@@ -21,5 +21,5 @@ def get_config(arg: str | None = None):
     """AggPose-S, COCO 256x192; `arg="tiny"` gives the CPU-sized variant."""
     c = common.get_base_config()
     c.exp_name = "aggpose_s"
-    c.model.name = "aggpose_s"
+    c.model = common.model_block("aggpose", "s")
     return common.finalize(c, arg)

@@ -10,8 +10,23 @@ Units: `*_hw` sizes are (height, width) in pixels; `*_epochs` are epochs of `tra
 
 import ml_collections
 
+from aggpose_jax.models import build
+
 # Shared by every tiny variant: CPU-sized, bundled sample, a few steps.
 TINY_STEPS = 400
+
+
+# init_take for an ImageNet MiT backbone (AggPose's branch-main groups, SegFormer's encoder).
+MIT_BACKBONE = "^params/(patch_embed[1-4]|block[1-4]|norm[1-4])/"
+
+
+def model_block(family: str, variant: str) -> ml_collections.ConfigDict:
+    """config.model for a family's variant: its options (aggpose_jax.models.<family>.OPTIONS)."""
+    m = ml_collections.ConfigDict()
+    m.family = family  # a module of aggpose_jax.models (or a dotted path)
+    m.variant = variant  # a key of the family's VARIANTS
+    m.options = ml_collections.ConfigDict(dict(build.family_module(family).OPTIONS))
+    return m
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -20,18 +35,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.exp_name = ""
     c.seed = 0
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "aggpose_l"  # a name of aggpose_jax.models.variants
-    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
-    c.model.remat = False
-    # Block groups under nn.scan: on the 2-core CPU the AggPose-L step through the trainer takes
-    # ~5 s instead of 12 s and compiles in ~1 min instead of ~9 (docs/benchmarks.md). Params are
-    # stacked per group; init_from files load in either layout.
-    c.model.scan_blocks = True
-    c.model.attention_impl = ""  # "" = the model's default
-    c.model.drop_path_rate = 0.1
-    c.model.embed_dims = ()  # () = the variant's own; set to shrink a model (tiny variants)
-    c.model.depths = ()
+    c.model = model_block("aggpose", "l")
+
+    c.task = ml_collections.ConfigDict()
+    c.task.name = "topdown_heatmap"  # a module of aggpose_jax.tasks
+    c.task.nms = "oks"  # oks | soft | none (the official infant evaluation has none)
+    c.task.decode = "dark"  # dark | quarter | argmax
 
     c.data = ml_collections.ConfigDict()
     c.data.keypoint_format = "coco"  # coco (17) | infant (21)
@@ -61,11 +70,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every_steps = -1  # -1: once per epoch
     c.train.keep_checkpoints = 3
     c.train.async_checkpointing = True
-    c.train.init_from = ""  # a params checkpoint (flax msgpack or orbax) to start from
-    c.train.init_reinit = ""  # regex of param paths re-initialised after init_from (e.g. the head)
-    # MiT ImageNet weights for the backbone (official mit_b*.pth or Hugging Face Segformer; .pth,
-    # .safetensors or .npz); used when neither a checkpoint to resume nor init_from is there.
-    c.train.init_from_mit = ""
+    # Weights to start from when the workdir has no checkpoint to resume: a run's best/ or
+    # checkpoints/, a flax msgpack, or a PyTorch state dict (.pth/.safetensors/.npz: official AggPose
+    # or SegFormer, ImageNet MiT official or Hugging Face). Paths are "params/<module>/.../<leaf>".
+    c.train.init_from = ""
+    c.train.init_take = ""  # regex of the paths taken from the file ("" = all; e.g. MIT_BACKBONE)
+    c.train.init_reinit = ""  # regex of paths kept fresh (e.g. "^params/final_layer/fc2/")
+    c.train.init_rename = ()  # ((regex, replacement), ...) applied to the file's paths first
     c.train.debug_nan_step = -1  # tests: poison the batch of this step with NaN
 
     c.optim = ml_collections.ConfigDict()
@@ -107,15 +118,13 @@ def get_base_config() -> ml_collections.ConfigDict:
 
 def apply_tiny(c: ml_collections.ConfigDict) -> None:
     """The tiny variant: same code path, tiny model, bundled sample, few steps, CPU-sized."""
-    if c.model.name.startswith("segformer"):
-        # A SegFormer at the tiny AggPose's width: the same baseline code path, CPU-sized.
-        c.model.embed_dims = (16, 32, 40, 64)
-        c.model.depths = (1, 1, 1, 1)
-    else:
-        c.model.name = "aggpose_tiny"
-    c.model.drop_path_rate = 0.0
-    # Few blocks per group: unrolled compiles faster here (train step 45 s vs 65 s on the 2-core box).
-    c.model.scan_blocks = False
+    c.model.variant = "tiny"  # every family has one
+    opts = c.model.options
+    if "drop_path_rate" in opts:
+        opts.drop_path_rate = 0.0
+    if "scan_blocks" in opts:
+        # One block per group: unrolled compiles faster here (train step 45 s vs 65 s on 2 cores).
+        opts.scan_blocks = False
     c.data.root = ""
     c.data.input_hw = (128, 96)
     c.data.heatmap_hw = (32, 24)
@@ -130,7 +139,6 @@ def apply_tiny(c: ml_collections.ConfigDict) -> None:
     c.train.log_every_steps = 20
     c.train.checkpoint_every_steps = 200
     c.train.init_from = ""
-    c.train.init_from_mit = ""
     c.optim.lr = 3e-3
     c.optim.schedule = "cosine"
     c.optim.one_epoch_early = False

@@ -20,5 +20,5 @@ def get_config(arg: str | None = None):
     """SegFormer-B5 pose baseline, COCO 256x192; `arg="tiny"` gives the CPU-sized variant."""
     c = common.get_base_config()
     c.exp_name = "segformer_b5_pose"
-    c.model.name = "segformer_b5_pose"
+    c.model = common.model_block("segformer", "b5")
     return common.finalize(c, arg)

@@ -10,29 +10,42 @@ import pytest
 from pycocotools.coco import COCO as PyCOCO
 from pycocotools.cocoeval import COCOeval
 
-from aggpose_jax.evaluation import evaluator, results
+from aggpose_jax.evaluation import evaluator, persons, results
 from aggpose_jax.keypoints import codecs, geometry
 from aggpose_jax.keypoints.metainfo import COCO
+from aggpose_jax.tasks.topdown_heatmap import TopdownHeatmap
 
-IN_HW, HM_WH = (256, 192), (48, 64)
+IN_HW, HM_HW = (256, 192), (64, 48)
+
+
+def run_evaluation(fn, batches, gt, fmt, *, flip_test=True, nms="oks", **kwargs):
+    """The top-down task's persons of a host heatmap function, through the generic evaluation."""
+    task = TopdownHeatmap(fmt, flip_test=flip_test, nms=nms)
+    return evaluator.run_evaluation(
+        task.host_persons_fn(fn), batches, gt, task.sigmas, nms=nms, **kwargs
+    )
+
+
+def collect_predictions(fn, batches, fmt):
+    return evaluator.collect_persons(TopdownHeatmap(fmt).host_persons_fn(fn), batches, 17)
 
 
 def _gt_crops(gt):
     """GT-box crops as the official loader makes them: clean box -> center/scale, joints -> heatmaps."""
-    sizes = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     crops = []
     for ann in gt["annotations"]:
         if ann["iscrowd"] or ann["category_id"] != 1 or max(ann["keypoints"]) == 0:
             continue
-        box = geometry.clean_box(np.array(ann["bbox"]), sizes[ann["image_id"]])
+        box = geometry.clean_box(np.array(ann["bbox"]), image_hw=sizes[ann["image_id"]])
         if box is None:
             continue
         center, scale = geometry.box_to_center_scale(box, IN_HW[1] / IN_HW[0])
         kp = np.array(ann["keypoints"], np.float64).reshape(-1, 3)
         hm_xy = geometry.apply_affine(
-            kp[:, :2], geometry.affine_transform_matrix(center, scale, 0.0, HM_WH)
+            kp[:, :2], geometry.affine_transform_matrix(center, scale, 0.0, output_hw=HM_HW)
         )
-        target, _ = codecs.encode_heatmaps(hm_xy, kp[:, 2], HM_WH, 2.0)
+        target, _ = codecs.encode_heatmaps(hm_xy, kp[:, 2], heatmap_hw=HM_HW, sigma=2.0)
         crops.append(
             {
                 "center": center,
@@ -103,7 +116,7 @@ def test_near_perfect_predictions_score_ap_close_to_one(gt, sample_dir, tmp_path
     assert len(crops) == 12
     fn = _perfect_predict_fn([c["target"] for c in crops])
     path = tmp_path / "results.json"
-    stats, entries = evaluator.run_evaluation(
+    stats, entries = run_evaluation(
         fn, _batches(crops, 5), gt, COCO, flip_test=True, nms="oks", results_path=str(path)
     )
     assert len(entries) == 12  # padding rows dropped, nothing suppressed
@@ -135,11 +148,11 @@ def test_duplicates_are_suppressed_and_nms_options(gt):
     fn = _perfect_predict_fn([c["target"] for c in crops] * 2)
     # Every crop twice: the second copy with box score 0.5 and a fresh index into the oracle.
     batches = list(_batches(crops, 4)) + list(_batches(crops, 4, box_score=0.5, offset=len(crops)))
-    stats_oks, kept = evaluator.run_evaluation(fn, batches, gt, COCO, nms="oks")
+    stats_oks, kept = run_evaluation(fn, batches, gt, COCO, nms="oks")
     assert len(kept) == 12 and all(e["score"] > 0.9 for e in kept)
-    _, soft = evaluator.run_evaluation(fn, batches, gt, COCO, nms="soft")
+    _, soft = run_evaluation(fn, batches, gt, COCO, nms="soft")
     assert len(soft) == 24  # soft-NMS keeps everyone here (at most 20 per image)
-    stats_none, every = evaluator.run_evaluation(fn, batches, gt, COCO, nms=None, flip_test=False)
+    stats_none, every = run_evaluation(fn, batches, gt, COCO, nms=None, flip_test=False)
     assert len(every) == 24
     assert stats_oks["AP"] > 0.95 and stats_none["AP"] == pytest.approx(stats_oks["AP"], abs=0.02)
 
@@ -151,29 +164,27 @@ def test_scorer_injection_and_empty_input(gt):
         seen.update(n=len(entries), sigmas=sigmas)
         return {"AP": 0.5}
 
-    stats, entries = evaluator.run_evaluation(lambda x: x, [], gt, COCO, scorer=scorer)
+    stats, entries = run_evaluation(lambda x: x, [], gt, COCO, scorer=scorer)
     assert entries == [] and stats == {"AP": 0.5} and seen["n"] == 0
     np.testing.assert_array_equal(seen["sigmas"], COCO.sigmas_array)
     with pytest.raises(KeyError, match="batch 0 lacks"):
-        evaluator.run_evaluation(
-            lambda x: x, [{"image": np.zeros((1, 4, 4, 3))}], gt, COCO, scorer=scorer
-        )
+        run_evaluation(lambda x: x, [{"image": np.zeros((1, 4, 4, 3))}], gt, COCO, scorer=scorer)
 
 
 def test_predictions_carry_record_indices_and_gather_in_record_order(gt):
     crops = _gt_crops(gt)
     fn = _perfect_predict_fn([c["target"] for c in crops])
-    preds = evaluator.collect_predictions(fn, _batches(crops, 5), COCO)
+    preds = collect_predictions(fn, _batches(crops, 5), COCO)
     # Without "record_index" in the batches: the running row number, padding rows dropped.
     np.testing.assert_array_equal(preds.record_indices, np.arange(12))
     # A shard's rows in any order come back sorted by record index, every field alike.
     order = np.array([5, 0, 11, 3, 7, 1, 9, 2, 10, 4, 8, 6])
     fields = [f.name for f in dataclasses.fields(preds)]
-    shuffled = evaluator.PersonPredictions(**{n: getattr(preds, n)[order] for n in fields})
-    gathered = evaluator.gather_predictions(shuffled)
+    shuffled = persons.Persons(**{n: getattr(preds, n)[order] for n in fields})
+    gathered = persons.gather(shuffled)
     for n in fields:
         np.testing.assert_array_equal(getattr(gathered, n), getattr(preds, n))
     with_index = [dict(b, record_index=np.arange(5) + 100) for b in _batches(crops[:5], 5)]
-    assert evaluator.collect_predictions(fn, with_index, COCO).record_indices.tolist() == [
+    assert collect_predictions(fn, with_index, COCO).record_indices.tolist() == [
         100, 101, 102, 103, 104
     ]  # fmt: skip

@@ -9,7 +9,7 @@ from aggpose_jax.evaluation import predict
 from aggpose_jax.keypoints import codecs, geometry
 from aggpose_jax.keypoints.metainfo import COCO, INFANT
 
-IN_HW, HM_WH = (64, 48), (48, 64)
+IN_HW, HM_HW = (64, 48), (64, 48)
 
 
 def _equivariant_predict_fn(flip_indices):
@@ -59,7 +59,9 @@ def test_flip_back_average_swaps_and_mirrors():
 
 def _noisy_gaussians(rng, b=2, k=17):
     kp = np.stack([rng.uniform(-1, 48, (b, k)), rng.uniform(-1, 64, (b, k))], -1)
-    hm = np.stack([codecs.encode_heatmaps(p, np.ones(k), HM_WH, 2.0)[0] for p in kp])
+    hm = np.stack(
+        [codecs.encode_heatmaps(p, np.ones(k), heatmap_hw=HM_HW, sigma=2.0)[0] for p in kp]
+    )
     hm = hm + 0.02 * rng.normal(size=hm.shape)
     hm[0, ..., 0] = -1.0
     return hm.astype(np.float32)
@@ -101,9 +103,9 @@ def test_predict_keypoints_maps_back_to_image():
     maps = []
     for n in range(b):
         hm_pts = geometry.apply_affine(
-            pts[n], geometry.affine_transform_matrix(centers[n], scales[n], 0.0, HM_WH)
+            pts[n], geometry.affine_transform_matrix(centers[n], scales[n], 0.0, output_hw=HM_HW)
         )
-        maps.append(codecs.encode_heatmaps(hm_pts, np.ones(k), HM_WH, 2.0)[0])
+        maps.append(codecs.encode_heatmaps(hm_pts, np.ones(k), heatmap_hw=HM_HW, sigma=2.0)[0])
     target = np.stack(maps)
     # An exactly flip-equivariant "model": the joints of a mirrored crop, mirrored and swapped.
     mirrored = target[:, :, ::-1, :][..., COCO.flip_indices]
@@ -116,13 +118,13 @@ def test_predict_keypoints_maps_back_to_image():
 
     for flip in (None, COCO.flip_indices):
         coords, maxvals = predict.predict_keypoints(
-            fn, images, centers, scales, flip_indices=flip, heatmap_wh=HM_WH
+            fn, images, centers, scales, flip_indices=flip, heatmap_hw=HM_HW
         )
         assert coords.shape == (b, k, 2) and maxvals.shape == (b, k)
         assert np.abs(coords - pts).max() < 0.1
         assert np.all(maxvals > 0.9)
-    with pytest.raises(ValueError, match="heatmap_wh"):
-        predict.predict_keypoints(fn, images, centers, scales, heatmap_wh=(64, 48))
+    with pytest.raises(ValueError, match="heatmap_hw"):
+        predict.predict_keypoints(fn, images, centers, scales, heatmap_hw=(48, 64))
 
     # On device: the jitted flip + decode gives the same heatmap coordinates.
     def traced_fn(x):
@@ -131,6 +133,6 @@ def test_predict_keypoints_maps_back_to_image():
 
     run = predict.make_device_predict(traced_fn, flip_indices=COCO.flip_indices)
     hm_coords, dev_maxvals = run(jnp.asarray(images))
-    dev = geometry.output_to_image_coords(np.asarray(hm_coords), centers, scales, HM_WH)
+    dev = geometry.output_to_image_coords(np.asarray(hm_coords), centers, scales, output_hw=HM_HW)
     np.testing.assert_allclose(dev, coords, atol=1e-2)
     np.testing.assert_allclose(np.asarray(dev_maxvals), maxvals, rtol=1e-6)

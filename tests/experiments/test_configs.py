@@ -59,16 +59,16 @@ def test_official_recipe_values():
         (50, 80),
         100,
     )
-    assert inf.data.keypoint_format == "infant" and inf.train.init_reinit == "final_layer/fc2"
+    assert inf.data.keypoint_format == "infant" and inf.train.init_reinit == "^params/final_layer/fc2/"
 
 
 def test_overrides_typed_and_errors():
     config = run.load_config("aggpose_l:tiny")
     run.apply_override(config, "optim.lr", "1e-4")
     run.apply_override(config, "data.input_hw", "(64, 32)")
-    run.apply_override(config, "model.dtype", "bfloat16")
+    run.apply_override(config, "model.options.dtype", "bfloat16")
     run.apply_override(config, "train.total_steps", "7")
-    assert (config.optim.lr, tuple(config.data.input_hw), config.model.dtype) == (
+    assert (config.optim.lr, tuple(config.data.input_hw), config.model.options.dtype) == (
         1e-4,
         (64, 32),
         "bfloat16",
@@ -94,3 +94,21 @@ def test_main_reports_usage_errors(capsys):
     assert "unknown config key" in capsys.readouterr().err
     args, overrides = run.parse_args(["--exp=x", "--config.optim.lr=1", "train.seed=3"])
     assert overrides == [("optim.lr", "1"), ("train.seed", "3")]
+
+
+@pytest.mark.parametrize(
+    "override,named",
+    [
+        ("--config.data.root=/nonexistent", "/nonexistent"),
+        ("--config.model.variant=xl", "unknown variant 'xl' of model family 'aggpose'"),
+        ("--config.model.family=hrnet_v9", "unknown model family 'hrnet_v9'"),
+        ("--config.task.nms=greedy", "unknown task.nms 'greedy'"),
+    ],
+)
+def test_main_answers_bad_data_and_names_in_one_line(override, named, tmp_path, capsys):
+    """A new user's mistakes: one line naming the path or value, exit 2, no traceback."""
+    argv = ["--exp=aggpose_l:tiny", override, f"--workdir={tmp_path / 'run'}", "--jax_cache_dir="]
+    assert run.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and named in err, err
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start

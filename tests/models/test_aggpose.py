@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aggpose_jax.models import aggpose, attention, summary, variants
+from aggpose_jax.models import aggpose, build, mit, summary
+from aggpose_jax.models.blocks import attention
+
+
+def make_model(name: str, k: int, **options):
+    """`<family>_<variant>` with k heatmap channels (the summary CLI's names)."""
+    family, variant = build.split_name(name)
+    return build.make_model(family, variant, out_channels={"heatmaps": k}, **options)
 
 
 def _n_params(model, hw=(64, 64)):
@@ -20,11 +27,11 @@ def _n_params(model, hw=(64, 64)):
         ("aggpose_l", 21, 96_752_085),
         ("aggpose_s", 17, 39_505_105),
         # The official 81,562,641 less the 16,448 params of its unused `recover` conv.
-        ("segformer_b5_pose", 17, 81_562_641 - 16_448),
+        ("segformer_b5", 17, 81_562_641 - 16_448),
     ],
 )
 def test_official_parameter_counts(name, k, expected):
-    assert _n_params(variants.make_model(name, k, scan_blocks=True)) == expected
+    assert _n_params(make_model(name, k, scan_blocks=True)) == expected
 
 
 @pytest.mark.parametrize(
@@ -44,7 +51,7 @@ def test_xla_cost_analysis_gmacs_of_aggpose_l():
 
 
 def test_drop_path_rates_follow_the_official_schedule():
-    rates = aggpose.group_drop_path_rates(variants.VARIANTS["aggpose_l"][1]["depths"], 0.1)
+    rates = aggpose.group_drop_path_rates(aggpose.VARIANTS["l"]["depths"], 0.1)
     step = 0.1 / 51
     assert len(rates["block3"]) == 40 and rates["block1"][0] == 0.0
     np.testing.assert_allclose(rates["block1_3"], [0, step, 2 * step])
@@ -58,13 +65,13 @@ def test_drop_path_rates_follow_the_official_schedule():
 
 
 def test_unknown_variant_is_named():
-    with pytest.raises(ValueError, match="aggpose_tiny"):
-        variants.make_model("aggpose_xl", 17)
+    with pytest.raises(ValueError, match="known: l, s, tiny"):
+        make_model("aggpose_xl", 17)
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    model = variants.make_model("aggpose_tiny", 5, drop_path_rate=0.5)
+    model = make_model("aggpose_tiny", 5, drop_path_rate=0.5, scan_blocks=False)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
     # Fan-in scaled random params (cheaper than compiling init): outputs of order 1.
     rng = np.random.default_rng(0)
@@ -75,7 +82,7 @@ def tiny():
         shapes,
     )
     images = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
-    ref = jax.jit(model.apply)({"params": params}, images)
+    ref = jax.jit(model.apply)({"params": params}, images)["heatmaps"]
     return model, params, images, ref
 
 
@@ -83,14 +90,16 @@ def test_tiny_train_mode_drop_path(tiny):
     model, params, images, ref = tiny
     assert ref.shape == (2, 16, 16, 5) and ref.dtype == jnp.float32
     assert float(jnp.abs(ref).max()) > 1e-3
-    train = jax.jit(lambda p, x, key: model.apply(p, x, train=True, rngs={"dropout": key}))
+    train = jax.jit(
+        lambda p, x, key: model.apply(p, x, train=True, rngs={"dropout": key})["heatmaps"]
+    )
     a = train({"params": params}, images, jax.random.key(2))
     b = train({"params": params}, images, jax.random.key(3))
     assert a.shape == ref.shape
     assert not np.allclose(a, ref) and not np.allclose(a, b)
     # Without drop path, train mode is the eval forward.
     plain = model.clone(drop_path_rate=0.0)
-    c = jax.jit(lambda p, x: plain.apply(p, x, train=True))({"params": params}, images)
+    c = jax.jit(lambda p, x: plain.apply(p, x, train=True)["heatmaps"])({"params": params}, images)
     np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-6 * float(jnp.abs(ref).max()))
 
 
@@ -104,7 +113,7 @@ def test_scan_remat_gives_the_same_values_and_grads(tiny):
 
     def loss(m):
         return lambda p: jnp.mean(m.apply({"params": p}, images, train=True,
-                                          rngs={"dropout": jax.random.key(4)}) ** 2)  # fmt: skip
+                                          rngs={"dropout": jax.random.key(4)})["heatmaps"] ** 2)  # fmt: skip
 
     v1, g1 = jax.jit(jax.value_and_grad(loss(model.clone(drop_path_rate=0.0))))(params)
     v2, g2 = jax.jit(jax.value_and_grad(loss(rematted.clone(drop_path_rate=0.0))))(stacked)
@@ -115,7 +124,7 @@ def test_scan_remat_gives_the_same_values_and_grads(tiny):
 
 def test_bfloat16_compute(tiny):
     model, params, images, ref = tiny
-    out = jax.jit(model.clone(dtype=jnp.bfloat16).apply)({"params": params}, images)
+    out = jax.jit(model.clone(dtype=jnp.bfloat16).apply)({"params": params}, images)["heatmaps"]
     assert out.dtype == jnp.float32  # Heatmaps come back in float32 whatever the compute dtype.
     rel = float(jnp.abs(out - ref).max() / jnp.abs(ref).max())
     assert 0 < rel < 0.1
@@ -138,15 +147,15 @@ def test_bf16_attention_softmax_is_float32():
     assert attention.attend(q, q, q, "xla").dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize("name", ["mit_b0", "mit_b2", "segformer_b5_pose"])
+@pytest.mark.parametrize("name", ["mit_b0", "mit_b2", "segformer_b5"])
 def test_other_variants_build(name):
-    model = variants.make_model(name, 3, scan_blocks=True)
+    model = make_model(name, 3, scan_blocks=True)
     out = jax.eval_shape(
         lambda x: model.init_with_output(jax.random.key(0), x)[0], jnp.zeros((2, 64, 96, 3))
     )
     if name.startswith("mit"):
-        dims = variants.VARIANTS[name][1]["embed_dims"]
-        assert [o.shape for o in out] == [(2, 64 // s, 96 // s, c) for s, c in
+        dims = mit.VARIANTS[name.removeprefix("mit_")]["embed_dims"]
+        assert [o.shape for o in out["stages"]] == [(2, 64 // s, 96 // s, c) for s, c in
                                           zip((4, 8, 16, 32), dims, strict=True)]  # fmt: skip
     else:
-        assert out.shape == (2, 16, 24, 3)
+        assert out["heatmaps"].shape == (2, 16, 24, 3)

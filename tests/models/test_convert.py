@@ -15,7 +15,14 @@ torch = pytest.importorskip("torch")
 
 from torch_aggpose import TorchAggPose  # noqa: E402
 
-from aggpose_jax.models import aggpose, convert, variants  # noqa: E402
+from aggpose_jax.models import aggpose, build, convert  # noqa: E402
+
+
+def make_model(name: str, k: int, **options):
+    """`<family>_<variant>` with k heatmap channels (the summary CLI's names)."""
+    family, variant = build.split_name(name)
+    return build.make_model(family, variant, out_channels={"heatmaps": k}, **options)
+
 
 DATA = pathlib.Path(__file__).parent / "data"
 SMALL = dict(
@@ -44,8 +51,8 @@ def oracle():
 def apply_small():
     model = aggpose.AggPose(**SMALL, num_keypoints=17)
     return {
-        False: jax.jit(model.apply),
-        True: jax.jit(model.clone(scan_blocks=True).apply),
+        False: jax.jit(lambda v, x: model.apply(v, x)["heatmaps"]),
+        True: jax.jit(lambda v, x: model.clone(scan_blocks=True).apply(v, x)["heatmaps"]),
     }
 
 
@@ -55,7 +62,7 @@ def test_official_parity(oracle, apply_small):
     # The exact call of the acceptance check: default fields, no rngs, train not passed.
     model = aggpose.AggPose(**SMALL, num_keypoints=17)
     params = convert.aggpose_params_from_state_dict(sd)
-    heatmaps = model.apply({"params": params}, images)
+    heatmaps = model.apply({"params": params}, images)["heatmaps"]
     assert heatmaps.shape == (2, 64, 48, 17)
     assert float(np.abs(np.asarray(heatmaps) - ref).max()) < 3e-5
 
@@ -132,7 +139,7 @@ def test_head_17_to_21(oracle):
         p21["final_layer"]["fc1"]["kernel"], sd["final_layer.fc1.weight"].T
     )
     model = aggpose.AggPose(**SMALL, num_keypoints=21)
-    out = jax.jit(model.apply)({"params": p21}, jnp.zeros((1, 64, 64, 3)))
+    out = jax.jit(model.apply)({"params": p21}, jnp.zeros((1, 64, 64, 3)))["heatmaps"]
     assert out.shape == (1, 16, 16, 21)
 
 
@@ -141,17 +148,17 @@ def test_official_key_listings(name, listing):
     entries = json.loads((DATA / f"aggpose_{listing}_state_dict.json").read_text())
     official = {k: tuple(shape) for k, shape, _ in entries}
     assert len(official) == len(entries)
-    ours = convert.expected_shapes(variants.make_model(name, 17))
+    ours = convert.expected_shapes(make_model(name, 17))
     assert ours == official
     # The architecture read off the listing is the variant's (heads are not stored).
     cfg = convert.infer_aggpose_config({k: np.empty(s) for k, s in official.items()})
-    ref = variants.VARIANTS[name][1]
+    ref = aggpose.VARIANTS[listing]
     assert cfg["depths"] == ref["depths"] and cfg["embed_dims"] == ref["embed_dims"]
     assert cfg["sr_ratios"] == (8, 4, 2, 1) and cfg["num_keypoints"] == 17
 
 
 def test_round_trip_is_exact():
-    model = variants.make_model("aggpose_s", 21, scan_blocks=True)
+    model = make_model("aggpose_s", 21, scan_blocks=True)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: rng.standard_normal(s.shape, np.float32), shapes)
@@ -163,8 +170,7 @@ def test_round_trip_is_exact():
 
 
 def test_segformer_drops_dead_recover_and_round_trips():
-    model = variants.make_model("segformer_b5_pose", 17, embed_dims=(16, 32, 40, 64),
-                                depths=(1, 2, 1, 1))  # fmt: skip
+    model = make_model("segformer_tiny", 17, scan_blocks=False).clone(depths=(1, 2, 1, 1))
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
     rng = np.random.default_rng(1)
     params = jax.tree.map(lambda s: rng.standard_normal(s.shape, np.float32), shapes)

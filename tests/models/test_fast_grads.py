@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aggpose_jax.models import layers
+from aggpose_jax.models.blocks import mixffn
 
 
 def _plain_depthwise(x, kernel, bias):
@@ -32,8 +32,8 @@ def test_gelu_is_torchs_erf_formula():
     x = jnp.linspace(-8.0, 8.0, 1001)
     # torch's formula x (1 + erf(x / sqrt 2)) / 2, against float64: absolute float32 rounding only.
     exact = [0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) for v in np.asarray(x, np.float64)]
-    np.testing.assert_allclose(layers.gelu_exact(x), exact, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(layers.gelu_exact(x), jax.nn.gelu(x, approximate=False), atol=1e-6)
+    np.testing.assert_allclose(mixffn.gelu_exact(x), exact, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(mixffn.gelu_exact(x), jax.nn.gelu(x, approximate=False), atol=1e-6)
 
 
 class _PlainMixFFN(nn.Module):
@@ -50,7 +50,7 @@ class _PlainMixFFN(nn.Module):
 
 def test_mix_ffn_grads_match_plain_formulation():
     x = jax.random.normal(jax.random.key(0), (2, 8, 6, 5))
-    module = layers.MixFFN(24, 7)
+    module = mixffn.MixFFN(24, 7)
     params = module.init(jax.random.key(1), x)
     params = jax.tree.map(lambda a: a + 0.05, params)  # Non-zero biases.
 

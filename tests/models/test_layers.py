@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aggpose_jax.models import layers
+from aggpose_jax.models.blocks import layers
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from aggpose_jax.models import convert, mit, mit_weights  # noqa: E402
+from aggpose_jax.models import convert, mit  # noqa: E402
+from aggpose_jax.models.weights import mit as mit_weights  # noqa: E402
 
 DIMS, HEADS, SRS, DEPTHS = (16, 32, 40, 64), (1, 2, 5, 8), (8, 4, 2, 1), (1, 2, 2, 1)
 
@@ -72,7 +73,7 @@ def test_mit_matches_hf_segformer(hf_run, layout):
     params, report = mit_weights.load_mit_backbone(init, sd)
     assert report["initialised"] == []  # The encoder is entirely covered.
     assert len(report["loaded"]) == len(convert.torch_names_from_params(init))
-    stages = jax.jit(model.apply)({"params": params}, images)
+    stages = jax.jit(model.apply)({"params": params}, images)["stages"]
     assert len(stages) == 4
     for ours, ref in zip(stages, ref_stages, strict=True):
         assert ours.shape == ref.shape

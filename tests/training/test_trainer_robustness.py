@@ -35,13 +35,16 @@ def checkpoint_steps(workdir) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
-    full = result_of(run_script(tmp_path / "full", 8))
-    killed = run_script(tmp_path / "resumed", 8, "--kill_at=6")
+@pytest.mark.parametrize("model", ["plain", "batchnorm"])
+def test_sigkill_then_resume_is_bitwise_equal(tmp_path, model):
+    """Params (and BatchNorm statistics) of a resumed run equal an uninterrupted one's, bit for bit."""
+    bn = ("--bn",) if model == "batchnorm" else ()
+    full = result_of(run_script(tmp_path / "full", 8, *bn))
+    killed = run_script(tmp_path / "resumed", 8, "--kill_at=6", *bn)
     assert killed.returncode == -signal.SIGKILL
     saved = checkpoint_steps(tmp_path / "resumed")
     assert saved and max(saved) < 8, saved
-    resumed = result_of(run_script(tmp_path / "resumed", 8))
+    resumed = result_of(run_script(tmp_path / "resumed", 8, *bn))
     assert resumed["step"] == 8
     assert resumed["params_sha"] == full["params_sha"]
     assert resumed["loss"] == full["loss"]

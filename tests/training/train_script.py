@@ -1,9 +1,10 @@
 """A small training job for the subprocess tests: a conv net on synthetic data through the trainer.
 
 python tests/training/train_script.py WORKDIR STEPS [--kill_at=N] [--sleep=S] [--fsdp=F]
-    [--coordinator=HOST:PORT --num_processes=N --process_id=I] [--ckpt_every=K] [--nan_step=N]
+    [--coordinator=HOST:PORT --num_processes=N --process_id=I] [--ckpt_every=K] [--nan_step=N] [--bn]
 
-Prints one JSON line {"step", "loss", "params_sha"} at the end. With --kill_at=N the process SIGKILLs
+Prints one JSON line {"step", "loss", "params_sha"} at the end (the sha covers params and model
+state, e.g. BatchNorm statistics). With --kill_at=N the process SIGKILLs
 itself when the data pipeline produces batch N (a crash mid-run, possibly during an async save).
 """
 
@@ -24,32 +25,24 @@ parser.add_argument("--sleep", type=float, default=0.0)
 parser.add_argument("--fsdp", type=int, default=1)
 parser.add_argument("--ckpt_every", type=int, default=2)
 parser.add_argument("--nan_step", type=int, default=-1)
+parser.add_argument("--bn", action="store_true", help="the model with BatchNorm")
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import processes  # noqa: E402
 
 args = processes.join_job(parser, devices=8)
 
-import flax.linen as nn  # noqa: E402
 import grain  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from tiny_models import ConvNet  # noqa: E402
 
+from aggpose_jax.keypoints.metainfo import COCO  # noqa: E402
+from aggpose_jax.tasks.topdown_heatmap import TopdownHeatmap  # noqa: E402
 from aggpose_jax.training import trainer  # noqa: E402
 from experiments.configs import aggpose_l  # noqa: E402
 
 K, HW, GLOBAL_BATCH = 5, (32, 32), 8
-
-
-class ConvNet(nn.Module):
-    """(B, H, W, 3) -> (B, H/4, W/4, K): stride-4 stem, two convs; big enough for an FSDP split."""
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = nn.gelu(nn.Conv(64, (4, 4), strides=(4, 4))(x))
-        x = nn.gelu(nn.Conv(64, (3, 3))(x))
-        x = nn.Dropout(0.1, deterministic=not train)(x)
-        return nn.Conv(K, (3, 3))(x)
 
 
 def make_iter(seed: int = 0):
@@ -98,12 +91,16 @@ with config.unlocked():
 
 try:
     summary = trainer.train_and_evaluate(
-        config, args.workdir, train_iter=make_iter(), model=ConvNet()
+        config,
+        args.workdir,
+        task=TopdownHeatmap(COCO),
+        train_iter=make_iter(),
+        model=ConvNet(out=K, batch_norm=args.bn),
     )
 except trainer.NonFiniteError as e:
     print(f"NonFiniteError: {e}", flush=True)
     sys.exit(3)
-params = jax.tree.leaves(summary["state"].params)
+params = jax.tree.leaves(summary["state"].variables)
 from jax.experimental import multihost_utils  # noqa: E402
 
 host = [np.asarray(multihost_utils.process_allgather(p, tiled=True)) for p in params]

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aggpose_jax.models.layers import PLAIN_LN_EPS, PatchConv, make_dense, make_layer_norm
+from aggpose_jax.models.blocks.layers import PLAIN_LN_EPS, PatchConv, make_dense, make_layer_norm
 
 Dtype = Any
 AttentionImpl = Literal["xla", "cudnn"] | None

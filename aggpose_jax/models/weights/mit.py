@@ -2,7 +2,7 @@
 
 `load_mit_backbone` fills `patch_embed1-4`, `block1-4` and `norm1-4` of AggPose, SegFormerPose or
 MixVisionTransformer params from either layout and reports what it loaded, left initialised and
-ignored; names and tensor layouts follow `convert` (official state-dict names).
+ignored; names and tensor layouts follow `weights.torch_layout` (official state-dict names).
 """
 
 import re
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from aggpose_jax.models.convert import (
+from aggpose_jax.models.weights.torch_layout import (
     Params,
     StateDict,
     check_state_dict,
