@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aggpose_jax.evaluation import coco_tables, matching, oks
+from aggpose_jax.evaluation import coco_json, coco_tables, matching, oks
 from aggpose_jax.keypoints import metainfo
 
 MAX_DETS = 20
@@ -93,9 +93,9 @@ def resolve_sigmas(sigmas, num_keypoints: int | None) -> np.ndarray:
 
 
 def _load_tables(gt, results, sigmas, strict: bool):
-    gt_source, results_source = coco_tables.source_of(gt), coco_tables.source_of(results)
-    gt, results = coco_tables.load_json(gt), coco_tables.load_json(results)
-    sig = resolve_sigmas(sigmas, coco_tables.infer_num_keypoints(gt, results))
+    gt_source, results_source = coco_json.source_of(gt), coco_json.source_of(results)
+    gt, results = coco_json.load_json(gt), coco_json.load_json(results)
+    sig = resolve_sigmas(sigmas, coco_json.infer_num_keypoints(gt, results))
     gtt = coco_tables.load_ground_truth(gt, sig.size, strict=strict, source=gt_source)
     dtt = coco_tables.load_results(
         results, gtt, sig.size, MAX_DETS, strict=strict, source=results_source
@@ -105,7 +105,7 @@ def _load_tables(gt, results, sigmas, strict: bool):
 
 def _prepare(gt, results, sigmas, strict: bool):
     # Objects parsed from files die when _load_tables returns, before the collector is back.
-    with coco_tables.paused_gc():
+    with coco_json.paused_gc():
         sig, gtt, dtt = _load_tables(gt, results, sigmas, strict)
     pair_dt, pair_gt = oks.pair_indices(dtt.key, gtt.key)
     values = oks.pairwise_oks(dtt.xy, gtt.keypoints, gtt.bbox, gtt.area, sig, pair_dt, pair_gt)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aggpose_jax.evaluation import coco_tables
+from aggpose_jax.evaluation import coco_json
 
 REQUIRED_KEYS = ("image_id", "category_id", "keypoints", "score")
 
@@ -166,7 +166,7 @@ def read_results(path: str | os.PathLike, num_keypoints: int | None = None) -> l
     non-integer id, a keypoints list that is not [x, y, score] * K (K = `num_keypoints` when given, and
     the same K for every entry), non-finite numbers, a malformed center/scale.
     """
-    data = coco_tables.read_json(path)
+    data = coco_json.read_json(path)
     if not isinstance(data, list):
         raise ValueError(
             f"{os.fspath(path)}: expected a list of result entries, got {type(data).__name__}"

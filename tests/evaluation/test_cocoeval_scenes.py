@@ -14,7 +14,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from aggpose_jax.evaluation import coco_tables, cocoeval, matching, oks
+from aggpose_jax.evaluation import coco_json, coco_tables, cocoeval, matching, oks
 
 
 def pycocotools_eval(gt: dict, results: list, sigmas=None) -> COCOeval:
@@ -168,7 +168,7 @@ def test_random_scenes_with_result_boxes_agree(seed):
 
 def _our_matches(gt, results, sigmas=None):
     """{(image_id, category_id, area_index): (T, D) matched gt id or 0}, pycocotools' dtMatches."""
-    k = coco_tables.infer_num_keypoints(gt, results)
+    k = coco_json.infer_num_keypoints(gt, results)
     sig = cocoeval.resolve_sigmas(sigmas, k)
     gtt = coco_tables.load_ground_truth(gt, k, strict=True)
     dtt = coco_tables.load_results(results, gtt, k, cocoeval.MAX_DETS, strict=True)
