@@ -1,8 +1,9 @@
 """Run logs: JSONL metrics, TensorBoard events, the loss-curve picture, and MFU bookkeeping.
 
-Only process 0 writes. MFU = achieved FLOP/s / peak FLOP/s, where the FLOPs of one step come from XLA's
-cost analysis of the compiled step and the peak from `PEAK_FLOPS` (dense bf16 tensor-core figures of the
-vendor data sheets). On CPU, or on a device not in the table, MFU is reported as null.
+Only process 0 writes. MFU = achieved FLOP/s / peak FLOP/s, where the FLOPs of one step are model FLOPs
+(6 x the forward's multiply-adds per image x the global batch, `models.summary.forward_macs`) and the
+peak comes from `PEAK_FLOPS` (dense bf16 tensor-core figures of the vendor data sheets). On CPU, or on a
+device not in the table, MFU is reported as null.
 """
 
 import json
