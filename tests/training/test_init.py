@@ -105,3 +105,28 @@ def test_init_from_mit_fills_the_backbone_only(tmp_path):
     np.savez(tmp_path / "bad.npz", **bad)
     with pytest.raises(ValueError, match="params/block1/blocks/mlp/fc1/kernel"):
         init.load_into(fresh, init.read_variables(str(tmp_path / "bad.npz")), take=MIT_BACKBONE)
+
+
+def test_read_variables_of_a_run_folder(tmp_path):
+    """A run's best/ (variables) and checkpoints/ (the whole state) read back as variables."""
+    from aggpose_jax.training import checkpoint
+    from aggpose_jax.training.state import TrainState
+
+    variables = {"params": {"w": np.arange(3, dtype=np.float32)},
+                 "batch_stats": {"mean": np.ones(2, np.float32)}}  # fmt: skip
+    best = checkpoint.make_manager(tmp_path / "best", max_to_keep=1, async_save=False,
+                                   best_metric="AP")  # fmt: skip
+    checkpoint.save_best_variables(best, 7, variables, "AP", 0.5)
+    best.close()
+    state = TrainState(step=jnp.array(7), params=variables["params"],
+                       model_state={"batch_stats": variables["batch_stats"]}, opt_state=(),
+                       rng=jax.random.PRNGKey(0))  # fmt: skip
+    ckpts = checkpoint.make_manager(tmp_path / "checkpoints", async_save=False)
+    checkpoint.save_train_state(ckpts, 7, state, force=True)
+    ckpts.close()
+    for folder in ("best", "checkpoints", "best/7"):
+        got = init.read_variables(str(tmp_path / folder))
+        assert sorted(got) == ["batch_stats", "params"], folder
+        jax.tree.map(np.testing.assert_array_equal, got, variables)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        init.read_variables(str(tmp_path / "nowhere"))
