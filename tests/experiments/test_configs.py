@@ -33,7 +33,7 @@ def test_config_builds_locked_with_the_base_schema(name, arg):
     assert h % 32 == 0 and w % 32 == 0
     assert tuple(config.data.heatmap_hw) == (h // 4, w // 4)
     if arg == "tiny":
-        assert config.train.global_batch_size <= 12 and config.train.total_steps <= 400
+        assert config.train.global_batch_size <= 12 and config.train.total_steps <= 600
         assert config.data.root == ""
 
 
