@@ -5,7 +5,8 @@ Training (`TopdownTrainExample`), each step a small function of the results dict
     header (crop.read_header) -> augmentation draws (transforms.draw_augmentation) -> box
     augmentation (half body, scale/rotation, flip: joints and center only) -> affine
     (`crop_affine`) -> region decode (crop.decode_region; the whole image when the jitter needs it)
-    -> warp (crop.warp) -> jitter (transforms.colour_jitter_crop, crop.finish_crop) -> targets
+    -> warp (crop.warp) -> jitter (transforms.colour_jitter_crop, crop.finish_crop) -> cutout
+    (transforms.cutout, off unless `AugmentConfig.cutout` > 0) -> targets
     (`generate_targets`, the codec).
 
 `jitter_on="image"` runs the official order instead: decode and flip the whole image, jitter it,
@@ -116,6 +117,7 @@ class TopdownTrainExample:
         crop.warp(results, input_hw)
         transforms.colour_jitter_crop(results, draws, self.augment)
         crop.finish_crop(results)
+        transforms.cutout(results, draws, self.augment)
         return generate_targets(results, self.codec)
 
     def _official_order(self, results: dict, draws: transforms.AugmentDraws) -> dict:
@@ -126,6 +128,7 @@ class TopdownTrainExample:
         crop_affine(results, input_hw)
         crop.decode_region(results, input_hw)  # decoded already: only the sample map
         crop.warp(results, input_hw)
+        transforms.cutout(results, draws, self.augment)
         return generate_targets(results, self.codec)
 
 

@@ -32,6 +32,10 @@ class AugmentConfig:
     contrast: float = 0.3
     saturation: float = 0.3
     hue: float = 0.1
+    # Cutout (DeVries & Taylor 2017), used by RAM + GPR: one square of side cutout * input width,
+    # centred uniformly on the crop (it may hang over the border), filled with the ImageNet mean
+    # (zero after normalisation). 0 = off; the joints under it stay targets.
+    cutout: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,19 +54,22 @@ class AugmentDraws:
     jitter_u: float
     jitter_factors: np.ndarray
     jitter_order: np.ndarray
+    cutout_xy: np.ndarray
 
 
 def draw_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentDraws:
     """Draws one sample's random numbers; each is independent, so skipping a step changes nothing else."""
     n = rng.standard_normal(3)
     u = rng.random(12)
+    # Drawn after the others, so that samples without cutout are what they always were.
+    cutout_xy = rng.random(2)
     half = np.array([cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue])
     center = np.array([1.0, 1.0, 1.0, 0.0])
     return AugmentDraws(
         half_body_u=u[0], half_body_n=n[0], scale_n=n[1], rotation_n=n[2], rotation_u=u[1],
         flip_u=u[2], jitter_u=u[3], jitter_factors=center + half * (2.0 * u[4:8] - 1.0),
         # The ranks of 4 i.i.d. uniforms are a uniformly random permutation.
-        jitter_order=np.argsort(u[8:12]),
+        jitter_order=np.argsort(u[8:12]), cutout_xy=cutout_xy,
     )  # fmt: skip
 
 
@@ -165,4 +172,28 @@ def colour_jitter_crop(results: dict, draws: AugmentDraws, cfg: AugmentConfig) -
         results["image"], results["pending_lut"] = augment.jitter_crop(
             results["image"], draws.jitter_factors, draws.jitter_order, results["full_subsample"]
         )
+    return results
+
+
+# The ImageNet mean in uint8 RGB: a cutout square is zero after `models.preprocess`.
+CUTOUT_FILL = (124, 116, 104)
+
+
+def cutout(results: dict, draws: AugmentDraws, cfg: AugmentConfig) -> dict:
+    """Cutout (DeVries & Taylor 2017) on the crop: one square of side `cfg.cutout` * crop width.
+
+    Reads: image (h, w, 3) uint8 RGB crop. Changes: image (the square filled with `CUTOUT_FILL`).
+    The square's centre is uniform over the crop, so it may hang over the border, as in the paper.
+    """
+    if cfg.cutout <= 0:
+        return results
+    image = results["image"]
+    h, w = image.shape[:2]
+    side = max(1, round(cfg.cutout * w))
+    cx, cy = draws.cutout_xy * (w, h)
+    x0, y0 = int(np.clip(cx - side / 2, 0, w)), int(np.clip(cy - side / 2, 0, h))
+    x1, y1 = int(np.clip(cx + side / 2, 0, w)), int(np.clip(cy + side / 2, 0, h))
+    image = image.copy()
+    image[y0:y1, x0:x1] = CUTOUT_FILL
+    results["image"] = image
     return results

@@ -28,7 +28,12 @@ NO_AUGMENT = transforms.AugmentConfig(
 LIGHT_AUGMENT = transforms.AugmentConfig(
     half_body_prob=0.0, scale_factor=0.15, rotation_factor=15.0, rotation_prob=0.3, jitter_prob=0.0
 )
-AUGMENTS = {"official": transforms.AugmentConfig(), "light": LIGHT_AUGMENT, "none": NO_AUGMENT}
+# The HRNet release: the same box augmentation, no colour jitter.
+HRNET_AUGMENT = transforms.AugmentConfig(jitter_prob=0.0)
+AUGMENTS = {
+    "official": transforms.AugmentConfig(), "hrnet": HRNET_AUGMENT, "light": LIGHT_AUGMENT,
+    "none": NO_AUGMENT,
+}  # fmt: skip
 
 
 NMS = {"oks": "oks", "soft": "soft", "none": None}
@@ -42,7 +47,7 @@ def make_task(config: ml_collections.ConfigDict) -> TopdownHeatmap:
         raise ValueError(f"unknown task.nms {config.task.nms!r}; known: {', '.join(NMS)}")
     return TopdownHeatmap(
         metainfo.get_format(config.data.keypoint_format), flip_test=config.eval.flip_test,
-        nms=NMS[config.task.nms], decode=config.task.decode,
+        nms=NMS[config.task.nms], decode=config.task.decode, flip_shift=config.task.flip_shift,
     )  # fmt: skip
 
 
@@ -87,8 +92,9 @@ def make_data(config: ml_collections.ConfigDict, task: TopdownHeatmap) -> RunDat
     n_proc = jax.process_count()
     batch = config.train.global_batch_size // n_proc
     codec = codecs.HeatmapCodec(d.input_hw, d.heatmap_hw, d.sigma, method=task.decode)
+    augment = dataclasses.replace(AUGMENTS[d.augment], cutout=d.cutout)
     loader = loaders.make_train_loader(
-        train_records, topdown.TopdownTrainExample(fmt, codec, AUGMENTS[d.augment]),
+        train_records, topdown.TopdownTrainExample(fmt, codec, augment),
         batch_size=batch, seed=config.seed, shard_index=jax.process_index(),
         shard_count=n_proc, shuffle=d.shuffle, num_workers=d.num_workers,
     )  # fmt: skip

@@ -17,18 +17,22 @@ from aggpose_jax.keypoints import codecs, geometry
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
-def flip_back_average(heatmaps, flipped_heatmaps, flip_indices):
+def flip_back_average(heatmaps, flipped_heatmaps, flip_indices, shift: bool = False):
     """Average heatmaps with those of the mirrored input, mirrored back and channel-swapped.
 
     Shapes: heatmaps (B, h, w, K), flipped_heatmaps (B, h, w, K), flip_indices (K,) -> (B, h, w, K).
-    Works on numpy and jax arrays alike. As in the official release there is no 1-pixel shift of the
-    flipped maps (its SHIFT_HEATMAP option is never read).
+    Works on numpy and jax arrays alike. The AggPose release does no 1-pixel shift of the flipped maps
+    (its SHIFT_HEATMAP option is never read); `shift=True` is HRNet's SHIFT_HEATMAP: the mirrored-back
+    maps move one pixel right (column x takes column x - 1; column 0 keeps its value).
     """
     back = flipped_heatmaps[:, :, ::-1, :][..., np.asarray(flip_indices)]
+    if shift:
+        xp = jnp if isinstance(back, jax.Array) else np
+        back = xp.concatenate([back[:, :, :1], back[:, :, :-1]], axis=2)
     return (heatmaps + back) * 0.5
 
 
-def predict_heatmaps(predict_fn: PredictFn, images, flip_indices=None):
+def predict_heatmaps(predict_fn: PredictFn, images, flip_indices=None, shift: bool = False):
     """Run `predict_fn`, with the flip test when `flip_indices` is given.
 
     Shapes: images (B, H, W, 3), flip_indices (K,) or None -> heatmaps (B, h, w, K). The input is
@@ -39,7 +43,7 @@ def predict_heatmaps(predict_fn: PredictFn, images, flip_indices=None):
     if flip_indices is None:
         return heatmaps
     flipped = predict_fn(images[:, :, ::-1, :])
-    return flip_back_average(heatmaps, flipped, flip_indices)
+    return flip_back_average(heatmaps, flipped, flip_indices, shift)
 
 
 @partial(jax.jit, static_argnames=("method", "blur_kernel"))

@@ -49,11 +49,13 @@ class TopdownHeatmap:
     """The top-down heatmap task for a keypoint format (see the module docstring).
 
     flip_test: average with the mirrored crop's heatmaps at predict time; nms: "oks" (COCO), None
-    (the official infant evaluation) or "soft"; decode: "dark" | "quarter" | "argmax".
+    (the official infant evaluation) or "soft"; decode: "dark" | "quarter" | "argmax"; flip_shift:
+    HRNet's SHIFT_HEATMAP (the flipped maps shifted one pixel, `evaluation.predict.flip_back_average`).
     """
 
     fmt: KeypointFormat
     flip_test: bool = True
+    flip_shift: bool = False
     nms: str | None = "oks"
     decode: str = "dark"
     batch_keys: tuple[str, ...] = ("image", "heatmaps", "target_weight")
@@ -80,7 +82,10 @@ class TopdownHeatmap:
         if not self.flip_test:
             return {"heatmaps": heatmaps}
         flipped = apply(images[:, :, ::-1, :])["heatmaps"].astype(jnp.float32)
-        return {"heatmaps": predict_lib.flip_back_average(heatmaps, flipped, self.fmt.flip_indices)}
+        back = predict_lib.flip_back_average(
+            heatmaps, flipped, self.fmt.flip_indices, shift=self.flip_shift
+        )
+        return {"heatmaps": back}
 
     def to_persons(
         self, predicted: Mapping[str, np.ndarray], batch: Mapping[str, np.ndarray]
@@ -117,7 +122,9 @@ class TopdownHeatmap:
 
         def persons_fn(batch: Mapping[str, np.ndarray]) -> Persons:
             _check_keys(batch, ("image", *EVAL_KEYS, "record_index"))
-            heatmaps = np.asarray(predict_lib.predict_heatmaps(heatmaps_fn, batch["image"], flip))
+            heatmaps = np.asarray(
+                predict_lib.predict_heatmaps(heatmaps_fn, batch["image"], flip, self.flip_shift)
+            )
             return self.to_persons({"heatmaps": heatmaps}, batch)
 
         return persons_fn

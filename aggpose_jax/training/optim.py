@@ -30,11 +30,18 @@ def make_lr_schedule(
     gamma: float = 0.1,
     one_epoch_early: bool = True,
     warmup_steps: int = 0,
+    min_lr: float = 0.0,
+    decay_epochs: int = -1,
+    restart_epochs: int = 16,
+    restart_mult: int = 2,
 ) -> optax.Schedule:
     """Learning rate per optimizer step (shapes: step () int -> lr () float32).
 
-    kind: "multistep" (the official MultiStepLR), "cosine" (to 0 at total_steps) or "constant". A linear
-    warm-up from 0 over `warmup_steps` multiplies any of them.
+    kind: "multistep" (the official MultiStepLR); "cosine", from base_lr to `min_lr` over
+    `decay_epochs` (-1: the whole run after warm-up), then held (WGNet: to 1e-5 at epoch 170 of 200);
+    "sgdr" (Loshchilov & Hutter 2017), cosine cycles from base_lr to `min_lr` restarting after
+    `restart_epochs`, each cycle `restart_mult` times longer than the last (RAM + GPR: T0 = 16,
+    T_mult = 2); or "constant". A linear warm-up from 0 over `warmup_steps` multiplies any of them.
     """
     if kind == "multistep":
         bounds = jnp.asarray(
@@ -47,19 +54,49 @@ def make_lr_schedule(
             return base_lr * gamma_ ** jnp.sum(step >= bounds).astype(jnp.float32)
 
     elif kind == "cosine":
-        base = optax.cosine_decay_schedule(base_lr, max(1, total_steps - warmup_steps))
+        steps = decay_epochs * steps_per_epoch if decay_epochs > 0 else total_steps - warmup_steps
+        alpha = min_lr / base_lr if base_lr else 0.0
+        base = optax.cosine_decay_schedule(base_lr, max(1, steps), alpha=alpha)
+    elif kind == "sgdr":
+        base = sgdr_schedule(
+            base_lr, min_lr, restart_epochs * steps_per_epoch, restart_mult, total_steps
+        )
     elif kind == "constant":
         base = optax.constant_schedule(base_lr)
     else:
-        raise ValueError(f"unknown schedule {kind!r}; known: multistep, cosine, constant")
+        raise ValueError(f"unknown schedule {kind!r}; known: multistep, cosine, sgdr, constant")
 
     if warmup_steps <= 0:
         return base
 
     def schedule(step):
         warm = jnp.minimum(1.0, (step + 1) / warmup_steps)
-        shifted = base(jnp.maximum(step - warmup_steps, 0)) if kind == "cosine" else base(step)
+        decays = kind in ("cosine", "sgdr")
+        shifted = base(jnp.maximum(step - warmup_steps, 0)) if decays else base(step)
         return warm * shifted
+
+    return schedule
+
+
+def sgdr_schedule(
+    base_lr: float, min_lr: float, first_cycle_steps: int, mult: int, total_steps: int
+) -> optax.Schedule:
+    """SGDR: cosine from base_lr to min_lr within each cycle; cycle i lasts first * mult**i steps.
+
+    Shapes: step () int -> lr () float32. Cycles are listed up to `total_steps`.
+    """
+    starts, length = [0], max(1, first_cycle_steps)
+    while starts[-1] + length < max(total_steps, 1):
+        starts.append(starts[-1] + length)
+        length *= mult
+    starts_arr = jnp.asarray(starts)
+    lengths = jnp.asarray([first_cycle_steps * mult**i for i in range(len(starts))])
+
+    def schedule(step):
+        cycle = jnp.sum(step >= starts_arr) - 1
+        t = (step - starts_arr[cycle]) / jnp.maximum(lengths[cycle], 1)
+        t = jnp.clip(t, 0.0, 1.0)
+        return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + jnp.cos(jnp.pi * t))
 
     return schedule
 

@@ -84,7 +84,9 @@ def make_train_setup(
     schedule = optim.make_lr_schedule(
         base_lr=oc.lr, total_steps=total_steps, steps_per_epoch=spe, kind=oc.schedule,
         milestones_epochs=oc.milestones_epochs, gamma=oc.gamma,
-        one_epoch_early=oc.one_epoch_early, warmup_steps=oc.warmup_steps,
+        one_epoch_early=oc.one_epoch_early, warmup_steps=oc.warmup_steps, min_lr=oc.min_lr,
+        decay_epochs=oc.decay_epochs, restart_epochs=oc.restart_epochs,
+        restart_mult=oc.restart_mult,
     )  # fmt: skip
     tx = optim.make_optimizer(
         schedule, b1=oc.b1, b2=oc.b2, eps=oc.eps, weight_decay=oc.weight_decay,

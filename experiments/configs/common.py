@@ -41,6 +41,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.task.name = "topdown_heatmap"  # a module of aggpose_jax.tasks
     c.task.nms = "oks"  # oks | soft | none (the official infant evaluation has none)
     c.task.decode = "dark"  # dark | quarter | argmax
+    c.task.flip_shift = False  # HRNet's SHIFT_HEATMAP: flipped maps shifted 1 px (AggPose: none)
 
     c.data = ml_collections.ConfigDict()
     c.data.keypoint_format = "coco"  # coco (17) | infant (21)
@@ -53,9 +54,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.input_hw = (256, 192)
     c.data.heatmap_hw = (64, 48)
     c.data.sigma = 2.0
-    c.data.augment = (
-        "official"  # official (half body, scale, rotation, flip, colour) | light | none
-    )
+    c.data.augment = "official"  # official (half body, scale, rotation, flip, colour) | hrnet (no colour) | light | none
+    c.data.cutout = 0.0  # cutout square side / input width (RAM + GPR: 0.25); 0 = off
     c.data.num_workers = 0  # grain worker processes per host, training and evaluation (0: none)
     c.data.shuffle = True
     c.data.repeat_sample = 1  # repeat a tiny training set within one epoch
@@ -85,7 +85,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.999
     c.optim.eps = 1e-8
     c.optim.weight_decay = 0.01  # torch AdamW's default: the official code ignores the yaml's 1e-4
-    c.optim.schedule = "multistep"  # multistep | cosine | constant
+    c.optim.schedule = "multistep"  # multistep | cosine | sgdr | constant
+    c.optim.min_lr = 0.0  # cosine / sgdr: the lr at the end of a decay
+    c.optim.decay_epochs = -1  # cosine: epochs to reach min_lr, then held (-1: the whole run)
+    c.optim.restart_epochs = 16  # sgdr: the first cycle (T_0)
+    c.optim.restart_mult = 2  # sgdr: each cycle this many times the last (T_mult)
     c.optim.milestones_epochs = (170, 200, 240)
     c.optim.gamma = 0.1
     # The official loop calls scheduler.step() before each epoch, so each decay lands one epoch early.
@@ -116,6 +120,26 @@ def get_base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def hrnet_recipe(c: ml_collections.ConfigDict) -> None:
+    """The HRNet pose release's COCO recipe (`w32_256x192_adam_lr1e-3.yaml` and its train loop).
+
+    Adam lr 1e-3 without weight decay (AdamW with 0 is the same update), MultiStep x0.1 at epochs
+    170/200 of 210 stepped before each epoch (one epoch early, as AggPose's loop inherited), global
+    batch 128 (32/GPU x 4), sigma 2, half body / scale / rotation / flip without colour jitter,
+    evaluation on person-detector boxes with flip test, the flipped maps shifted one pixel
+    (SHIFT_HEATMAP) and the quarter-offset decode.
+    """
+    c.optim.lr = 1e-3
+    c.optim.weight_decay = 0.0
+    c.optim.milestones_epochs = (170, 200)
+    c.train.num_epochs = 210
+    c.train.global_batch_size = 128
+    c.data.augment = "hrnet"
+    c.task.decode = "quarter"
+    c.task.flip_shift = True
+    c.eval.use_gt_bbox = False
+
+
 def apply_tiny(c: ml_collections.ConfigDict) -> None:
     """The tiny variant: same code path, tiny model, bundled sample, few steps, CPU-sized."""
     c.model.variant = "tiny"  # every family has one
@@ -126,6 +150,7 @@ def apply_tiny(c: ml_collections.ConfigDict) -> None:
         # One block per group: unrolled compiles faster here (train step 45 s vs 65 s on 2 cores).
         opts.scan_blocks = False
     c.data.root = ""
+    c.eval.use_gt_bbox = True  # the learning check scores the sample's annotated people
     c.data.input_hw = (128, 96)
     c.data.heatmap_hw = (32, 24)
     # A recipe that learns the 12 sample persons in a few minutes of CPU on any float path
@@ -134,6 +159,7 @@ def apply_tiny(c: ml_collections.ConfigDict) -> None:
     # at a CPU-dependent step: AP 0.42-0.64 at step 400 on two float paths).
     c.data.sigma = 3.0
     c.data.augment = "none"
+    c.data.cutout = 0.0
     c.data.repeat_sample = 1
     c.train.global_batch_size = 12
     c.train.total_steps = TINY_STEPS
@@ -143,6 +169,8 @@ def apply_tiny(c: ml_collections.ConfigDict) -> None:
     c.train.init_from = ""
     c.optim.lr = 3e-3
     c.optim.schedule = "cosine"
+    c.optim.min_lr = 0.0
+    c.optim.decay_epochs = -1
     c.optim.one_epoch_early = False
     c.optim.warmup_steps = 20
     c.eval.every_steps = 0

@@ -114,3 +114,19 @@ def test_jitter_ops_semantics():
     # The shift int(-25.5) = -25 wraps modulo 256 (up to the HSV round trip's rounding).
     d = (back[..., 0].astype(int) - hsv[..., 0] + 25) % 256
     assert np.mean(np.minimum(d, 256 - d) <= 2) > 0.9
+
+
+def test_cutout_square_of_mean_pixels_and_off_by_default():
+    image = np.full((64, 48, 3), 7, np.uint8)
+    d = dataclasses.replace(_draws(1)[0], cutout_xy=np.array([0.5, 0.5]))
+    off = transforms.cutout({"image": image}, d, transforms.AugmentConfig())
+    assert off["image"] is image  # off: the crop is untouched
+    cfg = transforms.AugmentConfig(cutout=0.25)  # side 12 px on a 48-px-wide crop
+    out = transforms.cutout({"image": image}, d, cfg)["image"]
+    filled = np.all(out == transforms.CUTOUT_FILL, axis=-1)
+    assert filled.sum() == 12 * 12 and filled[26:38, 18:30].all()
+    assert (image == 7).all()  # the input array is not written
+    # Hanging over the corner: only the part inside the crop.
+    corner = dataclasses.replace(d, cutout_xy=np.array([0.0, 0.0]))
+    out = transforms.cutout({"image": image}, corner, cfg)["image"]
+    assert np.all(out == transforms.CUTOUT_FILL, axis=-1).sum() == 6 * 6

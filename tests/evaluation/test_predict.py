@@ -55,6 +55,15 @@ def test_flip_back_average_swaps_and_mirrors():
     # jax arrays take the same path.
     out_j = predict.flip_back_average(jnp.asarray(hm), jnp.asarray(flipped), COCO.flip_indices)
     np.testing.assert_allclose(np.asarray(out_j), out, rtol=1e-6)
+    # HRNet's SHIFT_HEATMAP: the mirrored-back map moves one column right, column 0 kept.
+    shifted = predict.flip_back_average(hm, flipped, COCO.flip_indices, shift=True)
+    back = flipped[0, :, ::-1, 2]
+    np.testing.assert_allclose(shifted[0, :, 1:, 1], (hm[0, :, 1:, 1] + back[:, :-1]) / 2)
+    np.testing.assert_allclose(shifted[0, :, 0, 1], (hm[0, :, 0, 1] + back[:, 0]) / 2)
+    shifted_j = predict.flip_back_average(
+        jnp.asarray(hm), jnp.asarray(flipped), COCO.flip_indices, shift=True
+    )
+    np.testing.assert_allclose(np.asarray(shifted_j), shifted, rtol=1e-6)
 
 
 def _noisy_gaussians(rng, b=2, k=17):

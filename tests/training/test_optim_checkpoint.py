@@ -43,3 +43,20 @@ def test_non_finite_params_are_never_saved(tmp_path):
     with pytest.raises(FloatingPointError, match="step 3"):
         checkpoint.save_train_state(manager, 3, bad)
     assert manager.latest_step() is None
+
+
+def test_cosine_to_a_floor_and_sgdr_restarts():
+    # WGNet: cosine from 1e-3 to 1e-5 at epoch 170, then held to epoch 200.
+    s = optim.make_lr_schedule(base_lr=1e-3, total_steps=2000, steps_per_epoch=10, kind="cosine",
+                               min_lr=1e-5, decay_epochs=170)  # fmt: skip
+    assert float(s(0)) == pytest.approx(1e-3)
+    assert float(s(85 * 10)) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert float(s(170 * 10)) == pytest.approx(1e-5) and float(s(1999)) == pytest.approx(1e-5)
+    # SGDR, T0 = 16 epochs, T_mult = 2: restarts at epochs 16 and 48, half-way points at 8 and 32.
+    g = optim.make_lr_schedule(base_lr=1e-3, total_steps=1120, steps_per_epoch=10, kind="sgdr",
+                               restart_epochs=16, restart_mult=2)  # fmt: skip
+    lr = lambda epoch: float(g(round(epoch * 10)))
+    assert lr(0) == lr(16) == lr(48) == pytest.approx(1e-3)
+    assert lr(8) == pytest.approx(5e-4) and lr(32) == pytest.approx(5e-4)
+    assert lr(16 - 0.1) < 1e-6 and lr(48 - 0.1) < 1e-6
+    assert lr(80) == pytest.approx(5e-4)  # third cycle: 48 + 64 / 2
