@@ -11,6 +11,15 @@ branch 1: block1, block1_1, block1_2, block1_3; branch 2: block2, block2_1, bloc
 branch 3: block3, block3_1; branch 4: block4. The official constructor can only express tables whose
 extra groups all have depths[0][0] blocks; this table has no such limit.
 
+Ablation switches (defaults = the official model; each switches one part only):
+* `fusion`: "merge" (official: Mix-FFN over the concat, no residual) | "merge_residual" (the paper's
+  eq. 5, `+ x_j`: the branch's own input added to the merge) | "ram" (RAM's resolution-wise attention
+  sum of the re-sampled parts in place of the concat + Mix-FFN; the re-sampling stays AggPose's).
+* `head`: "mixffn" (official: concat at 1/4, two Mix-FFNs) | "gpr" (RAM + GPR's gradual pyramid head
+  over the four final merges).
+* `attention`: "efficient" (official: sequence reduction) | "window_grid" (window then grid attention,
+  MaxViT / WGNet, in every transformer block; see `blocks/transformer.py`).
+
 Drop path (stochastic depth): dpr = linspace(0, rate, sum of the main groups' depths). Main group b uses
 its consecutive slice starting at start_b; block j of every extra group of branch b uses dpr[start_b + j]
 (clipped to the last entry), which is exactly the official rule (extras reuse the first entries of their
@@ -79,6 +88,9 @@ class AggPose(nn.Module):
     remat: bool = False
     scan_blocks: bool = False
     attention_impl: AttentionImpl = None
+    attention: str = "efficient"
+    fusion: str = "merge"
+    head: str = "mixffn"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
@@ -98,6 +110,7 @@ class AggPose(nn.Module):
                 self.remat,
                 self.scan_blocks,
                 self.attention_impl,
+                self.attention,
                 name=GROUP_NAMES[branch][k],
             )(x, train)
             return make_layer_norm(NORM_EPS, NORM_NAMES[branch][k], dt)(x)
@@ -108,8 +121,12 @@ class AggPose(nn.Module):
         def up(name: str, features: int, factor: int, x: jax.Array) -> jax.Array:
             return MlpUpsample(features, factor, dt, name=name)(x)
 
-        def merge(name: str, branch: int, parts: list[jax.Array]) -> jax.Array:
-            return fusion.merge(parts, dims[branch], name=name, dtype=dt)
+        def merge(name: str, branch: int, parts: list[jax.Array], own: int) -> jax.Array:
+            # parts[own] is the branch's own map (x_j of the paper's eq. 5).
+            if self.fusion == "ram":
+                return fusion.resolution_attention(parts, name=name, dtype=dt)
+            y = fusion.merge(parts, dims[branch], name=name, dtype=dt)
+            return y + parts[own] if self.fusion == "merge_residual" else y
 
         # Stage 1.
         x1 = OverlapPatchEmbed(c1, 7, 4, dt, name="patch_embed1")(images.astype(dt))
@@ -120,32 +137,38 @@ class AggPose(nn.Module):
         x2 = run(1, 0, x2)
         # Stage 3.
         x3 = down("patch_embed3", c3, x2)
-        m1 = merge("merge_12_1", 0, [x1, up("upsample1_21", c1, 2, x2)])
-        m2 = merge("merge_12_2", 1, [x2, down("patch_embed12", c2, x1)])
+        m1 = merge("merge_12_1", 0, [x1, up("upsample1_21", c1, 2, x2)], 0)
+        m2 = merge("merge_12_2", 1, [x2, down("patch_embed12", c2, x1)], 0)
         x1, x2, x3 = run(0, 2, m1), run(1, 1, m2), run(2, 0, x3)
         # Stage 4.
         x4 = down("patch_embed4", c4, x3)
-        m1 = merge("merge_123_1", 0, [x1, up("upsample2_21", c1, 2, x2)])
+        m1 = merge("merge_123_1", 0, [x1, up("upsample2_21", c1, 2, x2)], 0)
         m2 = merge(
             "merge_123_2",
             1,
             [down("patch_embed12k", c2, x1), x2, up("upsample2_32", c2, 2, x3)],
+            1,
         )
-        m3 = merge("merge_123_3", 2, [down("patch_embed23k", c3, x2), x3])
+        m3 = merge("merge_123_3", 2, [down("patch_embed23k", c3, x2), x3], 1)
         x1, x2, x3, x4 = run(0, 3, m1), run(1, 2, m2), run(2, 1, m3), run(3, 0, x4)
         # Final aggregation (not normalised).
-        m1 = merge("merge_1234_1", 0, [x1, up("upsample3_21", c1, 2, x2)])
+        m1 = merge("merge_1234_1", 0, [x1, up("upsample3_21", c1, 2, x2)], 0)
         m2 = merge(
             "merge_1234_2",
             1,
             [down("patch_embed12kk", c2, x1), x2, up("upsample3_32", c2, 2, x3)],
+            1,
         )
         m3 = merge(
             "merge_1234_3",
             2,
             [down("patch_embed23kk", c3, x2), x3, up("upsample3_43", c3, 2, x4)],
+            1,
         )
-        m4 = merge("merge_1234_4", 3, [down("patch_embed34kk", c4, x3), x4])
+        m4 = merge("merge_1234_4", 3, [down("patch_embed34kk", c4, x3), x4], 1)
+        if self.head == "gpr":
+            out = heads.pyramid_head([m1, m2, m3, m4], self.num_keypoints, dtype=dt)
+            return {"heatmaps": out.astype(jnp.float32)}
         # Head: everything at 1/4 resolution, then two Mix-FFNs; raw fc2 output are the heatmaps.
         out = jnp.concatenate(
             [
@@ -172,13 +195,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 # Run options (config `model.options`), defaults of the official recipe.
 OPTIONS: dict[str, Any] = dict(
-    dtype="float32", remat=False, scan_blocks=True, drop_path_rate=0.1, attention_impl=""
-)
+    dtype="float32", remat=False, scan_blocks=True, drop_path_rate=0.1, attention_impl="",
+    attention="efficient", fusion="merge", head="mixffn",
+)  # fmt: skip
+CHOICES = dict(
+    attention=("efficient", "window_grid"), fusion=("merge", "merge_residual", "ram"),
+    head=("mixffn", "gpr"),
+)  # fmt: skip
 OUTPUTS = ("heatmaps",)
 
 
 def make(fields: dict[str, Any], out_channels: dict[str, int]) -> AggPose:
     """AggPose from a variant's fields merged with options; out_channels {"heatmaps": K}."""
+    for key, known in CHOICES.items():
+        if fields[key] not in known:
+            raise ValueError(f"unknown AggPose {key} {fields[key]!r}; known: {', '.join(known)}")
     fields = dict(fields, dtype=jnp.dtype(fields["dtype"]))
     fields["attention_impl"] = fields["attention_impl"] or None
     return AggPose(**fields, num_keypoints=out_channels["heatmaps"])

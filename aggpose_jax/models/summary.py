@@ -1,6 +1,7 @@
 """Parameter and multiply-add counts of the model variants.
 
     python -m aggpose_jax.models.summary --model aggpose_l --num-keypoints 17 [--input-hw 256 192] [--json]
+    python -m aggpose_jax.models.summary --model aggpose_l --option fusion=ram --option head=gpr
 
 Any family's variant by `<family>_<variant>` (`segformer_b5`, `mit_b2`, `aggpose_tiny`; `--list`).
 
@@ -18,6 +19,7 @@ Three compute figures for one image (batch 1):
 """
 
 import argparse
+import ast
 import json
 import math
 import sys
@@ -48,6 +50,13 @@ def _eqn_macs(eqn: Any) -> tuple[int, bool]:
         rhs = eqn.invars[1].aval.shape  # flax kernel (kh, kw, in/groups, out) in HWIO
         spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...) positions
         per_out = math.prod(rhs[d] for d in spec[1:])
+        if any(d > 1 for d in eqn.params["lhs_dilation"]):
+            # A transposed conv runs on a zero-dilated input: count the real input positions times
+            # the kernel (torch's FlopCounterMode does the same), not every output position.
+            lhs = eqn.invars[0].aval.shape
+            lhs_spec = eqn.params["dimension_numbers"].lhs_spec  # (batch, feature, spatial...)
+            positions = lhs[lhs_spec[0]] * math.prod(lhs[d] for d in lhs_spec[2:])
+            return positions * rhs[spec[0]] * per_out, False
         return math.prod(eqn.outvars[0].aval.shape) * per_out, False
     return 0, False
 
@@ -92,22 +101,31 @@ def forward_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, fl
 
 
 def summarize(
-    name: str, num_keypoints: int, input_hw: tuple[int, int] = (256, 192), xla: bool = False
+    name: str,
+    num_keypoints: int,
+    input_hw: tuple[int, int] = (256, 192),
+    xla: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Params and GMACs of `<family>_<variant>` for one (1, H, W, 3) image. Returns a dict of figures.
 
-    The model's outputs named by its family's OUTPUTS get `num_keypoints` channels.
+    The model's outputs named by its family's OUTPUTS get `num_keypoints` channels; `options` are
+    the family's OPTIONS (e.g. {"fusion": "ram"}). Params count trainable parameters only (BatchNorm
+    running statistics are state, not parameters).
     """
     family, variant = build.split_name(name)
     outputs = build.family_module(family).OUTPUTS
-    model = build.make_model(family, variant, out_channels={k: num_keypoints for k in outputs})
+    model = build.make_model(
+        family, variant, out_channels={k: num_keypoints for k in outputs}, **(options or {})
+    )
     params, jaxpr = _forward_jaxpr(model, input_hw)
     total, attention = count_macs(jaxpr)
     out = {
         "model": name,
         "num_keypoints": num_keypoints,
         "input_hw": list(input_hw),
-        "params": int(sum(math.prod(x.shape) for x in jax.tree.leaves(params))),
+        "options": dict(options or {}),
+        "params": int(sum(math.prod(x.shape) for x in jax.tree.leaves(params["params"]))),
         "gmacs": total / 1e9,
         "gmacs_no_attention": (total - attention) / 1e9,
         "attention_gmacs": attention / 1e9,
@@ -136,6 +154,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _parse_option(text: str) -> tuple[str, Any]:
+    """`key=value` -> (key, value), the value as a Python literal when it is one, else a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--option {text!r} is not KEY=VALUE")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(description="Params and GMACs of a model variant.")
@@ -144,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-keypoints", type=int, default=17)
     parser.add_argument("--input-hw", type=int, nargs=2, default=(256, 192))
     parser.add_argument("--xla", action="store_true", help="also compile for XLA's cost analysis")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a family option, e.g. fusion=ram (repeatable)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.list:
@@ -151,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(f"{family}_{v}" for v in build.family_module(family).VARIANTS))
         return 0
     try:
-        build.model_fields(*build.split_name(args.model), {})
+        options = dict(_parse_option(o) for o in args.option)
+        build.model_fields(*build.split_name(args.model), options)
+        row = summarize(args.model, args.num_keypoints, tuple(args.input_hw), args.xla, options)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    row = summarize(args.model, args.num_keypoints, tuple(args.input_hw), args.xla)
     print(json.dumps(row) if args.json else format_table([row]))
     return 0
 

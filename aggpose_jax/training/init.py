@@ -3,12 +3,13 @@
 `read_variables(path)` reads any weights file the project meets into {"params": ..., **model_state}:
 a flax msgpack (params or variables), an orbax checkpoint of this trainer (a run's `best/` or
 `checkpoints/`, a step or an item folder), or a PyTorch-layout state dict (.pth / .safetensors / .npz:
-an official AggPose / SegFormer checkpoint or an ImageNet MiT backbone, official or Hugging Face
-layout), mapped by the official naming rule. `load_into` merges it into freshly initialised variables.
+an official AggPose / SegFormer / HRNet checkpoint or an ImageNet MiT or HRNet backbone, official or
+Hugging Face layout), mapped by the official naming rule. `load_into` merges it into freshly initialised variables.
 
 Paths are "collection/module/.../leaf", e.g. "params/final_layer/fc2/kernel". Examples:
     everything, a new 21-joint head:  reinit="^params/final_layer/fc2/"
     an ImageNet MiT backbone only:    take="^params/(patch_embed[1-4]|block[1-4]|norm[1-4])/"
+    an ImageNet HRNet (classification): reinit="^params/final_layer/" (its head-only keys: ignored)
     a checkpoint saved under a prefix: rename=(("^params/backbone/", "params/"),)
 """
 
@@ -82,7 +83,8 @@ def read_variables(path: str) -> Variables:
         sd = convert.strip_prefix(convert.load_state_dict(path))
         if any(k.startswith(("segformer.", "encoder.", "stages.")) for k in sd):
             sd, _ = convert.mit_state_dict_from_hf(sd)
-        return {"params": convert.params_from_torch_names(sd)}
+        # BatchNorm running statistics (HRNet, WGNet) become the `batch_stats` collection.
+        return convert.variables_from_torch_names(sd)
     tree = serialization.msgpack_restore(p.read_bytes())
     return tree if isinstance(tree.get("params"), dict) else {"params": tree}
 

@@ -61,6 +61,18 @@ def make_apply(model: nn.Module) -> steps.ModelApply:
     return apply
 
 
+def compile_init(init: Any, *args: Any) -> Any:
+    """Compiles a jitted init for `args`; on CPU without XLA's backend optimisations.
+
+    Init runs once, and optimising its thousands of random draws dominates start-up on a CPU (a tiny
+    HRNet: 60 s -> 4 s on 2 cores). The values agree with the optimised program's to float32 rounding.
+    """
+    lowered = init.lower(*args)
+    if jax.default_backend() != "cpu":
+        return lowered.compile()
+    return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})
+
+
 def make_train_setup(
     config: ml_collections.ConfigDict,
     task: Task,
@@ -101,7 +113,7 @@ def make_train_setup(
         min_size=config.mesh.fsdp_min_size,
     )  # fmt: skip
     t0 = time.perf_counter()
-    state = jax.jit(init_fn, out_shardings=state_sh)(rng)
+    state = compile_init(jax.jit(init_fn, out_shardings=state_sh), rng)(rng)
     log.info("initialised the model on a %s mesh in %.1f s", dict(mesh.shape),
              time.perf_counter() - t0)  # fmt: skip
     apply = make_apply(model)

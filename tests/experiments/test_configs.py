@@ -3,10 +3,15 @@ unknown experiments with a clear message."""
 
 import pytest
 
+from aggpose_jax.models import build
 from experiments import run
 from experiments.configs import common
 
-EXPERIMENTS = ["aggpose_l", "aggpose_s", "aggpose_l_384", "aggpose_l_infant", "segformer_b5_pose"]
+EXPERIMENTS = [
+    "aggpose_l", "aggpose_s", "aggpose_l_384", "aggpose_l_infant", "segformer_b5_pose",
+    "hrnet_w32", "hrnet_w48", "hrnet_w48_infant", "ramgpr_w32", "ramgpr_w48", "ramgpr_w48_384",
+    "wgnet",
+]  # fmt: skip
 
 
 def test_known_experiments_are_the_config_files():
@@ -25,7 +30,11 @@ def test_config_builds_locked_with_the_base_schema(name, arg):
             out |= keys(v, f"{prefix}{k}.") if hasattr(v, "items") else {prefix + k}
         return out
 
-    assert keys(config) == keys(base)  # nothing re-declared, nothing missing
+    # Nothing re-declared, nothing missing; model.options are the family's own OPTIONS.
+    family = build.family_module(config.model.family)
+    assert set(config.model.options) == set(family.OPTIONS)
+    shared = lambda c: {k for k in keys(c) if not k.startswith("model.options.")}  # noqa: E731
+    assert shared(config) == shared(base)
     assert config.is_locked
     with pytest.raises(AttributeError):
         config.optim.lrr = 1.0
@@ -59,7 +68,9 @@ def test_official_recipe_values():
         (50, 80),
         100,
     )
-    assert inf.data.keypoint_format == "infant" and inf.train.init_reinit == "^params/final_layer/fc2/"
+    assert (
+        inf.data.keypoint_format == "infant" and inf.train.init_reinit == "^params/final_layer/fc2/"
+    )
 
 
 def test_overrides_typed_and_errors():

@@ -18,9 +18,15 @@ AttentionImpl = Literal["xla", "cudnn"] | None
 
 
 def attend(
-    q: jax.Array, k: jax.Array, v: jax.Array, implementation: AttentionImpl = None
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    implementation: AttentionImpl = None,
+    bias: jax.Array | None = None,
 ) -> jax.Array:
     """Scaled dot-product attention with an fp32 softmax. Shapes: q (B, T, N, D), k/v (B, S, N, D) -> q.
+
+    `bias` (broadcastable to (B, N, T, S)) is added to the logits, e.g. a relative-position bias.
 
     `jax.nn.dot_product_attention` computes the logits with float32 accumulation and the softmax in
     float32 on its XLA path whatever the input dtype; the cuDNN path (GPU, bf16/fp16 only) keeps fp32
@@ -29,7 +35,7 @@ def attend(
     if implementation == "cudnn" and q.dtype not in (jnp.bfloat16, jnp.float16):
         # cuDNN flash attention takes half precision only; fall back rather than fail in fp32 runs.
         implementation = "xla"
-    return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+    return jax.nn.dot_product_attention(q, k, v, bias, implementation=implementation)
 
 
 class EfficientSelfAttention(nn.Module):

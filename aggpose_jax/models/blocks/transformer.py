@@ -5,6 +5,10 @@ is the submodule `<group>/<i>` (params `block1_1/0/attn/q/kernel`), mirroring th
 `block1_1.0.attn.q.weight`. With `scan=True` the group's blocks run under `nn.scan` and live in
 `<group>/blocks/...` with a leading `depth` axis (`weights.torch_layout.stack_block_groups` maps between
 the two).
+
+`attention` picks the token mixer of every block: "efficient" (the official sequence-reduction
+attention) or "window_grid" (`window.WindowGridAttention`: window attention, then grid attention over
+the window count, about 4 x 4 windows per map; relative-position bias on), an ablation switch.
 """
 
 from typing import Any
@@ -17,6 +21,7 @@ import numpy as np
 from aggpose_jax.models.blocks.attention import AttentionImpl, EfficientSelfAttention
 from aggpose_jax.models.blocks.layers import NORM_EPS, drop_path, make_layer_norm
 from aggpose_jax.models.blocks.mixffn import MixFFN
+from aggpose_jax.models.blocks.window import WindowGridAttention
 
 Dtype = Any
 
@@ -36,6 +41,7 @@ class Block(nn.Module):
     deterministic: bool = True
     dtype: Dtype = jnp.float32
     attention_impl: AttentionImpl = None
+    attention: str = "efficient"
 
     @nn.compact
     def __call__(self, x: jax.Array, drop_path_rate: jax.Array | None = None) -> jax.Array:
@@ -45,14 +51,16 @@ class Block(nn.Module):
             rng = self.make_rng("dropout")
         channels = x.shape[-1]
         y = make_layer_norm(NORM_EPS, "norm1", self.dtype)(x)
-        y = EfficientSelfAttention(
-            self.num_heads,
-            self.sr_ratio,
-            self.qkv_bias,
-            self.dtype,
-            self.attention_impl,
-            name="attn",
-        )(y)
+        if self.attention == "window_grid":
+            y = WindowGridAttention(
+                self.num_heads, qkv_bias=self.qkv_bias, dtype=self.dtype,
+                attention_impl=self.attention_impl, name="attn",
+            )(y)  # fmt: skip
+        else:
+            y = EfficientSelfAttention(
+                self.num_heads, self.sr_ratio, self.qkv_bias, self.dtype, self.attention_impl,
+                name="attn",
+            )(y)  # fmt: skip
         x = x + drop_path(y, rate, self.deterministic, rng)
         y = make_layer_norm(NORM_EPS, "norm2", self.dtype)(x)
         y = MixFFN(channels * self.mlp_ratio, channels, self.dtype, name="mlp")(y)
@@ -80,6 +88,7 @@ class BlockGroup(nn.Module):
     remat: bool = False
     scan: bool = False
     attention_impl: AttentionImpl = None
+    attention: str = "efficient"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -91,6 +100,7 @@ class BlockGroup(nn.Module):
             deterministic=not train,
             dtype=self.dtype,
             attention_impl=self.attention_impl,
+            attention=self.attention,
         )
         if self.scan:
             cls = nn.remat(_ScanBlock, prevent_cse=False) if self.remat else _ScanBlock

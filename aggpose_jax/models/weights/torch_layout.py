@@ -184,3 +184,68 @@ def has_scanned_groups(params: Any) -> bool:
     if isinstance(params, Mapping):
         return set(params) == {"blocks"} or any(has_scanned_groups(v) for v in params.values())
     return False
+
+
+# BatchNorm state (HRNet, WGNet): running statistics -> the `batch_stats` collection.
+Variables = dict[str, Any]
+FlatPath = tuple[str, ...]  # (collection, module, ..., leaf)
+
+_TO_TORCH = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",
+             "var": "running_var"}  # fmt: skip
+
+
+def torch_value(leaf: str, value: np.ndarray) -> np.ndarray:
+    if leaf == "kernel":
+        return value.T if value.ndim == 2 else value.transpose(3, 2, 0, 1)
+    return value
+
+
+def torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if leaf == "kernel":
+        return shape[::-1] if len(shape) == 2 else (shape[3], shape[2], shape[0], shape[1])
+    return tuple(shape)
+
+
+def flax_entry(name: str, value: Any) -> tuple[FlatPath, np.ndarray] | None:
+    """One state-dict entry -> (flat variables path, value); None for num_batches_tracked."""
+    *path, leaf = name.split(".")
+    value = np.asarray(value)
+    if leaf == "num_batches_tracked":
+        return None
+    value = value.astype(np.float32)
+    if leaf == "running_mean":
+        return ("batch_stats", *path, "mean"), value
+    if leaf == "running_var":
+        return ("batch_stats", *path, "var"), value
+    if leaf == "weight" and value.ndim == 1:
+        return ("params", *path, "scale"), value
+    if leaf == "weight" and value.ndim == 2:
+        return ("params", *path, "kernel"), np.ascontiguousarray(value.T)
+    if leaf == "weight" and value.ndim == 4:
+        return ("params", *path, "kernel"), np.ascontiguousarray(value.transpose(2, 3, 1, 0))
+    if leaf == "weight":
+        raise ValueError(f"cannot map tensor {name!r} of shape {value.shape}")
+    return ("params", *path, leaf), value
+
+
+def torch_name(path: FlatPath) -> str:
+    *modules, leaf = path[1:]
+    return ".".join([*modules, _TO_TORCH.get(leaf, leaf)])
+
+
+def variables_from_torch_names(state_dict: Mapping[str, Any]) -> Variables:
+    """A state dict with BatchNorm state -> {"params": ..., "batch_stats": ...} (no checks)."""
+    flat = dict(e for name, v in state_dict.items() if (e := flax_entry(name, v)) is not None)
+    return traverse_util.unflatten_dict(flat)
+
+
+def torch_names_from_variables(
+    variables: Mapping[str, Any], num_batches_tracked: bool = True
+) -> StateDict:
+    """Inverse of `variables_from_torch_names`; adds `num_batches_tracked` (int64 0) per BN."""
+    out = {}
+    for path, value in traverse_util.flatten_dict(dict(variables)).items():
+        out[torch_name(path)] = np.ascontiguousarray(torch_value(path[-1], np.asarray(value)))
+        if num_batches_tracked and path[0] == "batch_stats" and path[-1] == "mean":
+            out[".".join([*path[1:-1], "num_batches_tracked"])] = np.zeros((), np.int64)
+    return out
