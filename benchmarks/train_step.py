@@ -1,6 +1,8 @@
-"""AggPose training-step and forward speed.
+"""Training-step and forward speed of any model family (AggPose, HRNet, RAM + GPR, WGNet, ...).
 
     python -m benchmarks.train_step [--model aggpose_l] [--batch 2] [--dtype float32] [--json]
+    python -m benchmarks.train_step --model hrnet_w32 --torch-baseline
+    python -m benchmarks.train_step --model wgnet_base --batch 1     # the WGNet paper's latency
 
 Times a jitted training step (forward + backward of the official target-weighted joints MSE, drop path
 active, gradients returned) and a jitted eval forward, as the median of `--runs` runs after warm-up,
@@ -49,26 +51,32 @@ def run(
 ) -> dict:  # fmt: skip
     """Times one configuration. Returns a dict of figures (seconds, img/s, MFU where known)."""
     family, variant = build.split_name(model_name)
-    model = build.make_model(
-        family, variant, out_channels={"heatmaps": 17}, dtype=dtype, scan_blocks=scan, remat=remat
-    )
+    # Only the options the family has (HRNet has no block groups to scan).
+    wanted = dict(dtype=dtype, scan_blocks=scan, remat=remat)
+    options = {k: v for k, v in wanted.items() if k in build.family_module(family).OPTIONS}
+    model = build.make_model(family, variant, out_channels={"heatmaps": 17}, **options)
     images = jax.random.normal(jax.random.key(0), (batch, *input_hw, 3))
     hm_hw = (input_hw[0] // 4, input_hw[1] // 4)
     targets = jax.random.uniform(jax.random.key(1), (batch, *hm_hw, 17))
     weights = jnp.ones((batch, 17))
     # Random params straight from the shapes: timing does not need the official init (and skips
-    # compiling it).
-    shapes = jax.eval_shape(model.init, jax.random.key(0), images[:1])["params"]
+    # compiling it). BatchNorm statistics start at mean 0, variance 1.
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images[:1])
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: jnp.asarray(0.02 * rng.standard_normal(s.shape, np.float32)),
-                          shapes)  # fmt: skip
+                          shapes["params"])  # fmt: skip
+    stats = {k: v for k, v in shapes.items() if k != "params"}
+    stats = jax.tree_util.tree_map_with_path(
+        lambda path, s: jnp.full(s.shape, 1.0 if "var" in str(path[-1]) else 0.0, s.dtype), stats
+    )
 
     def loss_fn(p, x, y, w, key):
-        heatmaps = model.apply({"params": p}, x, train=True, rngs={"dropout": key})["heatmaps"]
-        return joints_mse_loss(heatmaps, y, w)
+        out, _ = model.apply({"params": p, **stats}, x, train=True, rngs={"dropout": key},
+                             mutable=list(stats))  # fmt: skip
+        return joints_mse_loss(out["heatmaps"], y, w)
 
     train_step = jax.jit(jax.value_and_grad(loss_fn))
-    forward = jax.jit(lambda p, x: model.apply({"params": p}, x)["heatmaps"])
+    forward = jax.jit(lambda p, x: model.apply({"params": p, **stats}, x)["heatmaps"])
     key = jax.random.key(2)
     start = time.perf_counter()
     jax.block_until_ready(train_step(params, images, targets, weights, key))
@@ -81,8 +89,8 @@ def run(
         "batch": batch,
         "input_hw": list(input_hw),
         "dtype": dtype,
-        "scan_blocks": scan,
-        "remat": remat,
+        "scan_blocks": options.get("scan_blocks", False),
+        "remat": options.get("remat", False),
         "device": jax.devices()[0].device_kind,
         "first_train_call_s": compile_train,
         "first_forward_call_s": compile_fwd,

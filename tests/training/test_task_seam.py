@@ -39,7 +39,9 @@ def _iter(seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(16, *HW, 3), dtype=np.uint8)
     pooled = images.reshape(16, 8, 4, 8, 4, 3).mean(axis=(2, 4)) / 255.0
-    items = [{"image": im, "target": t.astype(np.float32)} for im, t in zip(images, pooled, strict=True)]
+    items = [
+        {"image": im, "target": t.astype(np.float32)} for im, t in zip(images, pooled, strict=True)
+    ]
     return iter(grain.MapDataset.source(items).repeat().batch(8).to_iter_dataset())
 
 
