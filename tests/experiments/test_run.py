@@ -3,6 +3,7 @@ pipeline on the bundled sample, 8 fake devices, checkpoint, and (for aggpose_l) 
 
 import json
 
+import jax
 import pytest
 
 from experiments import run
@@ -42,3 +43,30 @@ def test_tiny_variant_runs_one_step(name, tmp_path, cache_dir):
         assert list(tmp_path.glob("poses_*.png")) and list(tmp_path.glob("heatmaps_*.png"))
         assert (tmp_path / "loss_curve.png").exists()
         assert (tmp_path / "best").is_dir()
+
+
+@pytest.mark.slow
+def test_batchnorm_family_resumes_bit_exactly(tmp_path, cache_dir):
+    """HRNet-tiny (BatchNorm state) on 8 fake devices: 2 steps straight equal 1 step, stop, resume."""
+    import numpy as np
+
+    from aggpose_jax.training import init
+
+    def train(workdir, steps):
+        argv = [
+            "--exp=hrnet_w32:tiny", f"--workdir={workdir}", f"--jax_cache_dir={cache_dir}",
+            f"--config.train.total_steps={steps}", "--config.train.steps_per_epoch=1",
+            "--config.train.checkpoint_every_steps=1", "--config.log.progress_bar=False",
+            "--config.eval.enabled=False", "--config.train.global_batch_size=8",
+            "--config.train.async_checkpointing=False",
+        ]  # fmt: skip
+        assert run.main(argv) == 0
+
+    train(tmp_path / "straight", 2)
+    train(tmp_path / "resumed", 1)
+    train(tmp_path / "resumed", 2)
+    a = init.read_variables(str(tmp_path / "straight" / "checkpoints" / "2"))
+    b = init.read_variables(str(tmp_path / "resumed" / "checkpoints" / "2"))
+    assert set(a) == {"params", "batch_stats"}
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
