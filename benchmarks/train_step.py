@@ -107,27 +107,40 @@ def run(
     return out
 
 
-def run_torch_baseline(batch: int, input_hw: tuple[int, int], runs: int) -> dict:
-    """PyTorch AggPose-L (the test-suite oracle, same ops as the official model) on the CPU, 2 threads.
+def _torch_model(model_name: str):
+    """The test suite's PyTorch oracle of a model (same ops and layout as the official code)."""
+    if model_name == "aggpose_l":
+        from tests.models.torch_aggpose import TorchAggPose
 
-    Eval-mode blocks (no drop path), MSE loss; forward + backward per step, as the official loop.
-    """
+        return TorchAggPose((64, 128, 320, 512), (1, 2, 5, 8), (8, 4, 2, 1),
+                            ((3, 3, 3, 3), (6, 3, 3), (40, 3), (3,)), 17)  # fmt: skip
+    family, variant = build.split_name(model_name)
+    if family == "hrnet":
+        from aggpose_jax.models import hrnet
+        from tests.models.torch_hrnet import TorchHRNet
+
+        return TorchHRNet(**hrnet.VARIANTS[variant], num_keypoints=17)
+    raise ValueError(f"no PyTorch baseline for {model_name!r} (aggpose_l, hrnet_<variant>)")
+
+
+def run_torch_baseline(model_name: str, batch: int, input_hw: tuple[int, int], runs: int) -> dict:
+    """The PyTorch model on the CPU, 2 threads: forward + backward of an MSE per step (train mode:
+    BatchNorm on batch statistics; AggPose's blocks without drop path), and an eval forward."""
     import torch
 
-    from tests.models.torch_aggpose import TorchAggPose
-
     torch.set_num_threads(2)
-    model = TorchAggPose((64, 128, 320, 512), (1, 2, 5, 8), (8, 4, 2, 1),
-                         ((3, 3, 3, 3), (6, 3, 3), (40, 3), (3,)), 17)  # fmt: skip
+    model = _torch_model(model_name)
     images = torch.randn(batch, 3, *input_hw)
     targets = torch.rand(batch, 17, input_hw[0] // 4, input_hw[1] // 4)
 
     def step():
+        model.train()
         model.zero_grad()
         loss = 0.5 * ((model(images) - targets) ** 2).mean()
         loss.backward()
 
     def forward():
+        model.eval()
         with torch.no_grad():
             model(images)
 
@@ -157,7 +170,7 @@ def main() -> None:
     res = run(args.model, args.batch, tuple(args.input_hw), args.dtype, not args.no_scan, remat,
               args.runs)  # fmt: skip
     if args.torch_baseline:
-        res.update(run_torch_baseline(args.batch, tuple(args.input_hw), args.runs))
+        res.update(run_torch_baseline(args.model, args.batch, tuple(args.input_hw), args.runs))
         res["speedup_train"] = res["torch_train_step_s"] / res["train_step_s"]
         res["speedup_forward"] = res["torch_forward_s"] / res["forward_s"]
     for k, v in res.items():
