@@ -1,11 +1,19 @@
 """Window and grid attention: parity with peer implementations, and the trivial sizes.
 
-Oracles: Hugging Face transformers' Swin window attention (a test dependency already), and timm's
-MaxViT partition attention (`PartitionAttentionCl`, block and grid) where timm imports. timm is not
-a pinned test dependency: it requires torchvision, and PyPI's torchvision wheels are built against
-the CUDA torch, so beside the CPU torch 2.13.0 its import fails, and with it transformers' Segformer
-import (the MiT oracle). Grid attention is window attention on a permuted map, which is tested too.
+Oracles: timm's MaxViT partition attention (`PartitionAttentionCl`, block and grid) and Hugging Face
+transformers' Swin window attention. timm is installed without its dependencies (the README's test
+command: `pip install --no-deps timm`): it requires torchvision, whose PyPI wheels are built for the
+CUDA torch and fail to import beside the CPU torch 2.13.0 (taking transformers' Segformer oracle down
+with them). timm's modules import a few torchvision names at load time (FrozenBatchNorm2d,
+transforms) that its attention never calls, so `_import_timm_maxxvit` answers those imports with
+placeholders while it loads timm, and removes them at once. Grid attention is window attention on a
+permuted map, which is tested too.
 """
+
+import importlib.abc
+import importlib.machinery
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -22,12 +30,47 @@ CHANNELS, HEADS = 32, 4
 HEAD_DIM = CHANNELS // HEADS
 
 
+class _Placeholder(type):
+    """Any attribute of a placeholder torchvision module: a class that is never instantiated."""
+
+    def __getattr__(cls, name):
+        return _Placeholder(name, (), {})
+
+
+class _TorchvisionPlaceholders(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers `import torchvision[.x]` with empty modules whose public names are placeholders."""
+
+    def find_spec(self, name, path, target=None):
+        if name == "torchvision" or name.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+
+        def public(attr):
+            if attr.startswith("_"):
+                raise AttributeError(attr)
+            return _Placeholder(attr, (), {})
+
+        module.__getattr__ = public
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
 def _import_timm_maxxvit():
-    """timm's maxxvit module, or a skip when timm (or the torchvision it imports) cannot load."""
+    """timm's maxxvit module, loaded with torchvision placeholders that are removed afterwards."""
+    finder = _TorchvisionPlaceholders()
+    sys.meta_path.insert(0, finder)
     try:
         from timm.models import maxxvit
-    except Exception as e:  # torchvision raises RuntimeError, not ImportError, when its ops fail.
-        pytest.skip(f"timm's maxxvit does not import here: {type(e).__name__}: {e}"[:200])
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
     return maxxvit
 
 
