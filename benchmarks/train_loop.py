@@ -48,7 +48,11 @@ def _synthetic(batch: int, input_hw, k: int):
 def bench(exp: str, batch: int, dtype: str, n_steps: int, data: str, overrides=()) -> dict:
     """Times the real train step of experiment `exp` (its full-size model) at global batch `batch`."""
     config = run_lib.load_config(exp)
-    for key, value in (("train.global_batch_size", str(batch)), ("model.options.dtype", dtype), *overrides):
+    for key, value in (
+        ("train.global_batch_size", str(batch)),
+        ("model.options.dtype", dtype),
+        *overrides,
+    ):
         run_lib.apply_override(config, key, value)
     task = data_lib.make_task(config)
     t0 = time.perf_counter()

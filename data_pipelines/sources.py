@@ -266,3 +266,42 @@ def load_coco_records(
                 }
             )  # fmt: skip
     return PersonRecords.from_records(records, k)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class ImageFolderSource:
+    """Every image file under a folder (recursive, sorted by path): unlabeled images for pretraining.
+
+    `source[i]` = {"image_path": str}; the chains read the file (crop.load_image), so an unreadable
+    file is a skipped record that names it. Raises FileNotFoundError for a folder without images.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        root = pathlib.Path(folder)
+        self.paths = sorted(
+            str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not self.paths:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image_path": self.paths[int(index)]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Subset:
+    """The records of `source` at `indices`, in that order (a train / held-out split)."""
+
+    source: object
+    indices: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.source[self.indices[int(index)]]

@@ -16,7 +16,13 @@ Ablation switches (defaults = the official model; each switches one part only):
   eq. 5, `+ x_j`: the branch's own input added to the merge) | "ram" (RAM's resolution-wise attention
   sum of the re-sampled parts in place of the concat + Mix-FFN; the re-sampling stays AggPose's).
 * `head`: "mixffn" (official: concat at 1/4, two Mix-FFNs) | "gpr" (RAM + GPR's gradual pyramid head
-  over the four final merges).
+  over the four final merges) | "paf" (bottom-up: the official head's shared `final` Mix-FFN, then
+  `final_layer` for the K joint maps and `final_layer_paf` for the 2 L PAF channels, both at 1/4;
+  outputs one-entry lists {"heatmaps": [...], "pafs": [...]}, as the staged bottom-up families) |
+  "pixels" (SimMIM pretraining, blocks/masking.py: called with `mask` (B, H/32, W/32), the masked
+  pixels are zeroed, `mask_token` fills the masked positions after patch_embed1, and a linear head on
+  the stride-4 branch's final merge + pixel shuffle x4 gives {"pixels": (B, H, W, 3), "target": the
+  input}; the other final merges and the pose head are not built).
 * `attention`: "efficient" (official: sequence reduction) | "window_grid" (window then grid attention,
   MaxViT / WGNet, in every transformer block; see `blocks/transformer.py`).
 
@@ -33,13 +39,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aggpose_jax.models.blocks import fusion, heads
+from aggpose_jax.models.blocks import fusion, heads, masking
 from aggpose_jax.models.blocks.attention import AttentionImpl
 from aggpose_jax.models.blocks.layers import NORM_EPS, OverlapPatchEmbed, make_layer_norm
-from aggpose_jax.models.blocks.mixffn import MlpUpsample
+from aggpose_jax.models.blocks.mixffn import MixFFN, MlpUpsample
 from aggpose_jax.models.blocks.transformer import BlockGroup, drop_path_schedule
 
 Dtype = Any
+MASK_UNIT = 32  # SimMIM's mask unit (head="pixels")
 
 # Group names per branch, in order; the first of each is the main (MiT) group.
 GROUP_NAMES: tuple[tuple[str, ...], ...] = (
@@ -91,9 +98,12 @@ class AggPose(nn.Module):
     attention: str = "efficient"
     fusion: str = "merge"
     head: str = "mixffn"
+    num_pafs: int = 0  # PAF channels (2 L) of head="paf"
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    def __call__(
+        self, images: jax.Array, train: bool = False, mask: jax.Array | None = None
+    ) -> dict[str, Any]:
         c1, c2, c3, c4 = self.embed_dims
         dims = self.embed_dims
         rates = group_drop_path_rates(self.depths, self.drop_path_rate)
@@ -129,7 +139,12 @@ class AggPose(nn.Module):
             return y + parts[own] if self.fusion == "merge_residual" else y
 
         # Stage 1.
-        x1 = OverlapPatchEmbed(c1, 7, 4, dt, name="patch_embed1")(images.astype(dt))
+        pretrain = self.head == "pixels"
+        x = images.astype(dt)
+        x = masking.mask_pixels(x, mask, MASK_UNIT) if pretrain else x
+        x1 = OverlapPatchEmbed(c1, 7, 4, dt, name="patch_embed1")(x)
+        if pretrain:
+            x1 = masking.MaskTokens(MASK_UNIT // 4, name="mask_token")(x1, mask)
         x1 = run(0, 0, x1)
         # Stage 2: a new branch, no fusion.
         x2 = down("patch_embed2", c2, x1)
@@ -153,6 +168,9 @@ class AggPose(nn.Module):
         x1, x2, x3, x4 = run(0, 3, m1), run(1, 2, m2), run(2, 1, m3), run(3, 0, x4)
         # Final aggregation (not normalised).
         m1 = merge("merge_1234_1", 0, [x1, up("upsample3_21", c1, 2, x2)], 0)
+        if pretrain:
+            pixels = masking.PixelHead(4, dt, name="pixel_head")(m1)
+            return {"pixels": pixels, "target": images.astype(jnp.float32)}
         m2 = merge(
             "merge_1234_2",
             1,
@@ -179,6 +197,11 @@ class AggPose(nn.Module):
             ],
             axis=-1,
         )
+        if self.head == "paf":
+            shared = MixFFN(c1, c1, dt, name="final")(out)
+            hm = heads.mixffn_head(shared, self.num_keypoints, hidden=c1, dtype=dt, refine=False)
+            paf = MixFFN(c1, self.num_pafs, dt, name="final_layer_paf")(shared)
+            return {"heatmaps": [hm.astype(jnp.float32)], "pafs": [paf.astype(jnp.float32)]}
         out = heads.mixffn_head(out, self.num_keypoints, hidden=c1, dtype=dt, refine=True)
         return {"heatmaps": out.astype(jnp.float32)}
 
@@ -200,16 +223,25 @@ OPTIONS: dict[str, Any] = dict(
 )  # fmt: skip
 CHOICES = dict(
     attention=("efficient", "window_grid"), fusion=("merge", "merge_residual", "ram"),
-    head=("mixffn", "gpr"),
+    head=("mixffn", "gpr", "paf", "pixels"),
 )  # fmt: skip
-OUTPUTS = ("heatmaps",)
+OUTPUTS: tuple[str, ...] = ()  # per head, checked in make(): HEAD_OUTPUTS
+HEAD_OUTPUTS = dict(
+    mixffn=("heatmaps",), gpr=("heatmaps",), paf=("heatmaps", "pafs"), pixels=(),
+)  # fmt: skip
 
 
 def make(fields: dict[str, Any], out_channels: dict[str, int]) -> AggPose:
-    """AggPose from a variant's fields merged with options; out_channels {"heatmaps": K}."""
+    """AggPose from a variant's fields merged with options; out_channels {"heatmaps": K}, and
+    {"heatmaps": K, "pafs": 2 L} for head="paf" (head="pixels" predicts RGB: none needed)."""
     for key, known in CHOICES.items():
         if fields[key] not in known:
             raise ValueError(f"unknown AggPose {key} {fields[key]!r}; known: {', '.join(known)}")
+    missing = [k for k in HEAD_OUTPUTS[fields["head"]] if k not in out_channels]
+    if missing:
+        raise ValueError(f'AggPose head="{fields["head"]}" needs out_channels for {missing}')
+    if fields["head"] == "paf":
+        fields = dict(fields, num_pafs=out_channels["pafs"])
     fields = dict(fields, dtype=jnp.dtype(fields["dtype"]))
     fields["attention_impl"] = fields["attention_impl"] or None
-    return AggPose(**fields, num_keypoints=out_channels["heatmaps"])
+    return AggPose(**fields, num_keypoints=out_channels.get("heatmaps", 0))

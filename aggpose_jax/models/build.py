@@ -4,10 +4,13 @@ A family is a module (`aggpose_jax.models.<family>`, or any importable dotted pa
 
     VARIANTS: dict[str, dict]   architecture fields per variant name (every family has "tiny")
     OPTIONS: dict[str, Any]     run options and their defaults (config `model.options`)
-    OUTPUTS: tuple[str, ...]    the named outputs sized by a task's `out_channels`
-    make(fields, out_channels) -> nn.Module   fields = a variant's fields merged with the options
+    OUTPUTS: tuple[str, ...]    the named outputs a task's `out_channels` must size
+    make(fields, out_channels) -> nn.Module   fields = a variant's fields merged with the options;
+                                out_channels = all the task's (an option may need more, e.g.
+                                AggPose's head="paf" reads "pafs")
 
-Every model returns a dict of named outputs, e.g. {"heatmaps": (B, H/4, W/4, K)}. Experiment and
+Every model returns a dict of named outputs, e.g. {"heatmaps": (B, H/4, W/4, K)}; staged bottom-up
+families (OpenPose, MLN) return a list per output, one entry per supervised stage. Experiment and
 summary names are `<family>_<variant>` (`aggpose_l`, `segformer_b5`, `mit_b2`).
 """
 
@@ -77,4 +80,4 @@ def make_model(
     if missing:
         raise ValueError(f"model family {family!r} needs out_channels for {missing}")
     fields = model_fields(family, variant, options)
-    return module.make(fields, {k: int(out_channels[k]) for k in module.OUTPUTS})
+    return module.make(fields, {k: int(v) for k, v in out_channels.items()})

@@ -1,7 +1,7 @@
 """Weight conversion: the per-family converters in one place, and the command line.
 
-The converters live with their family in `models/weights/` (`aggpose`, `segformer`, `hrnet`, `mit` for
-ImageNet backbones); the shared naming rule in `weights/torch_layout.py`. This module re-exports them, so that
+The converters live with their family in `models/weights/` (`aggpose`, `segformer`, `hrnet`, `mit` and
+`vgg` for ImageNet backbones); the shared naming rule in `weights/torch_layout.py`. This module re-exports them, so that
 `convert.aggpose_params_from_state_dict(...)` is the one name to remember.
 
 Usage (command line):
@@ -51,13 +51,14 @@ from aggpose_jax.models.weights.torch_layout import (
     unstack_block_groups,
     variables_from_torch_names,
 )
+from aggpose_jax.models.weights.vgg import load_vgg_front
 
 __all__ = [
     "aggpose_params_from_state_dict", "aggpose_state_dict_from_params", "infer_aggpose_config",
     "segformer_params_from_state_dict", "segformer_state_dict_from_params", "load_mit_backbone",
     "mit_state_dict_from_hf",
     "hrnet_variables_from_state_dict", "hrnet_state_dict_from_variables", "infer_hrnet_config",
-    "load_hrnet_backbone",
+    "load_hrnet_backbone", "load_vgg_front",
     "check_state_dict", "expected_shapes", "has_scanned_groups", "load_params", "load_state_dict",
     "params_from_torch_names", "save_params", "stack_block_groups", "strip_prefix",
     "torch_names_from_params", "unstack_block_groups", "variables_from_torch_names",

@@ -58,7 +58,7 @@ class SegFormerPose(MixVisionTransformer):
 
 # The pose baseline on every MiT encoder (b5 is the official one; tiny: CPU runs and CI).
 VARIANTS = mit.VARIANTS
-OPTIONS = mit.OPTIONS
+OPTIONS = {k: v for k, v in mit.OPTIONS.items() if k != "head"}  # its head is the pose head
 OUTPUTS = ("heatmaps",)
 
 

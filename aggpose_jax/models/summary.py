@@ -2,6 +2,8 @@
 
     python -m aggpose_jax.models.summary --model aggpose_l --num-keypoints 17 [--input-hw 256 192] [--json]
     python -m aggpose_jax.models.summary --model aggpose_l --option fusion=ram --option head=gpr
+    python -m aggpose_jax.models.summary --model mln_base --input-hw 368 432 \
+        --num-keypoints 19 --out-channels pafs=38
 
 Any family's variant by `<family>_<variant>` (`segformer_b5`, `mit_b2`, `aggpose_tiny`; `--list`).
 
@@ -106,26 +108,35 @@ def summarize(
     input_hw: tuple[int, int] = (256, 192),
     xla: bool = False,
     options: dict[str, Any] | None = None,
+    out_channels: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Params and GMACs of `<family>_<variant>` for one (1, H, W, 3) image. Returns a dict of figures.
 
-    The model's outputs named by its family's OUTPUTS get `num_keypoints` channels; `options` are
-    the family's OPTIONS (e.g. {"fusion": "ram"}). Params count trainable parameters only (BatchNorm
-    running statistics are state, not parameters).
+    "heatmaps" and the family's OUTPUTS get `num_keypoints` channels unless
+    `out_channels` sizes them (e.g. {"pafs": 38}); `options` are the family's OPTIONS (e.g.
+    {"fusion": "ram"}). Params count trainable parameters only (BatchNorm running statistics are
+    state, not parameters); `kernel_params` leaves out biases and norm scales (the count some
+    papers give, e.g. MLN's Table 2).
     """
     family, variant = build.split_name(name)
     outputs = build.family_module(family).OUTPUTS
-    model = build.make_model(
-        family, variant, out_channels={k: num_keypoints for k in outputs}, **(options or {})
-    )
+    # "heatmaps" always: a family whose outputs depend on an option (AggPose's head) lists none.
+    channels = {"heatmaps": num_keypoints, **{k: num_keypoints for k in outputs}}
+    channels.update(out_channels or {})
+    model = build.make_model(family, variant, out_channels=channels, **(options or {}))
     params, jaxpr = _forward_jaxpr(model, input_hw)
     total, attention = count_macs(jaxpr)
+    kernels = jax.tree_util.tree_leaves_with_path(params["params"])
     out = {
         "model": name,
         "num_keypoints": num_keypoints,
         "input_hw": list(input_hw),
         "options": dict(options or {}),
+        "out_channels": channels,
         "params": int(sum(math.prod(x.shape) for x in jax.tree.leaves(params["params"]))),
+        "kernel_params": int(
+            sum(math.prod(x.shape) for p, x in kernels if getattr(p[-1], "key", "") == "kernel")
+        ),
         "gmacs": total / 1e9,
         "gmacs_no_attention": (total - attention) / 1e9,
         "attention_gmacs": attention / 1e9,
@@ -175,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--xla", action="store_true", help="also compile for XLA's cost analysis")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a family option, e.g. fusion=ram (repeatable)")  # fmt: skip
+    parser.add_argument("--out-channels", action="append", default=[], metavar="NAME=N",
+                        help="channels of a named output, e.g. pafs=38 (repeatable)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.list:
@@ -184,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = dict(_parse_option(o) for o in args.option)
         build.model_fields(*build.split_name(args.model), options)
-        row = summarize(args.model, args.num_keypoints, tuple(args.input_hw), args.xla, options)
+        channels = {k: int(v) for k, v in (_parse_option(o) for o in args.out_channels)}
+        row = summarize(
+            args.model, args.num_keypoints, tuple(args.input_hw), args.xla, options, channels
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,7 +18,8 @@ from aggpose_jax import runtime
 from aggpose_jax.evaluation.persons import Persons
 
 Outputs = Mapping[str, Any]  # a model's named outputs: arrays or sequences of arrays
-Apply = Callable[[jax.Array], Outputs]  # images (B, H, W, 3) uint8 -> named outputs
+# images (B, H, W, 3) uint8 [, other model inputs by keyword, e.g. mask=] -> named outputs
+Apply = Callable[..., Outputs]
 
 
 class Task(Protocol):
@@ -64,7 +65,7 @@ def make_predictor(
     each use, so one predictor follows a whole run), jitted over `mesh`."""
 
     def device_predict(variables, images):
-        return task.predict(lambda x: apply(variables, x, train=False), images)
+        return task.predict(lambda x, **inputs: apply(variables, x, train=False, **inputs), images)
 
     host_predict = runtime.make_host_fn(device_predict, mesh)
 

@@ -6,8 +6,10 @@ lr * gamma ** (number of milestones <= e + 1). `one_epoch_early=True` reproduces
 textbook schedule (milestones <= e).
 """
 
+import re
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -109,13 +111,30 @@ def make_optimizer(
     eps: float = 1e-8,
     weight_decay: float = 0.01,
     clip_grad_norm: float = 0.0,
+    no_decay: str = "",
 ) -> optax.GradientTransformation:
     """AdamW as torch.optim.AdamW(params, lr) in the official code, with optional global-norm clipping.
 
-    Weight decay applies to every parameter (one param group, no exclusion of norms or biases), and is
-    decoupled and scaled by the learning rate as in torch. `clip_grad_norm` <= 0 means no clipping.
+    Weight decay is decoupled and scaled by the learning rate as in torch. By default it applies to
+    every parameter (the official code: one param group); `no_decay` is a regex of param paths
+    ("block1/0/norm1/scale", searched) that it skips (SimMIM: the mask token, biases and norms).
+    `clip_grad_norm` <= 0 means no clipping.
     """
-    adamw = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    mask = None
+    if no_decay:
+        pattern = re.compile(no_decay)
+
+        def mask(params):
+            return jax.tree_util.tree_map_with_path(
+                lambda path, _: (
+                    not pattern.search(
+                        "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+                    )
+                ),
+                params,
+            )
+
+    adamw = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
     if clip_grad_norm > 0:
         return optax.chain(optax.clip_by_global_norm(clip_grad_norm), adamw)
     return adamw

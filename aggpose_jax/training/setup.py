@@ -54,9 +54,9 @@ def make_model(config: ml_collections.ConfigDict, task: Task) -> nn.Module:
 def make_apply(model: nn.Module) -> steps.ModelApply:
     """The model's apply on uint8 RGB images, normalised on the device (`models.preprocess`)."""
 
-    def apply(variables, images, *, train=False, rngs=None, mutable=False):
+    def apply(variables, images, *, train=False, rngs=None, mutable=False, **inputs):
         x = preprocess.normalize_images(images)
-        return model.apply(variables, x, train=train, rngs=rngs, mutable=mutable)
+        return model.apply(variables, x, train=train, rngs=rngs, mutable=mutable, **inputs)
 
     return apply
 
@@ -102,7 +102,7 @@ def make_train_setup(
     )  # fmt: skip
     tx = optim.make_optimizer(
         schedule, b1=oc.b1, b2=oc.b2, eps=oc.eps, weight_decay=oc.weight_decay,
-        clip_grad_norm=oc.clip_grad_norm,
+        clip_grad_norm=oc.clip_grad_norm, no_decay=oc.no_decay,
     )  # fmt: skip
     image = jnp.zeros((1, *config.data.input_hw, 3), jnp.float32)
     init_fn = make_init_fn(lambda key: model.init({"params": key}, image, train=False), tx)

@@ -45,10 +45,10 @@ def make_train_step(
     def loss_fn(params, model_state, batch, rng):
         new_state = {}
 
-        def model(images):
+        def model(images, **inputs):  # inputs: the task's other model inputs (e.g. a mask)
             outputs, updated = apply(
                 {"params": params, **model_state}, images, train=True, rngs={"dropout": rng},
-                mutable=list(model_state),
+                mutable=list(model_state), **inputs,
             )  # fmt: skip
             new_state.update(updated)
             return outputs

@@ -18,6 +18,14 @@ TINY_STEPS = 600
 
 # init_take for an ImageNet MiT backbone (AggPose's branch-main groups, SegFormer's encoder).
 MIT_BACKBONE = "^params/(patch_embed[1-4]|block[1-4]|norm[1-4])/"
+# init_reinit when fine-tuning a pose AggPose from an aggpose_l_mim checkpoint: the parts that
+# SimMIM's stride-4 pixel head does not build (the coarser final merges and the pose head).
+MIM_FRESH = (
+    "^params/(final|final_layer|merge_1234_[234]|patch_embed(12|23|34)kk|upsample3_(32|43)"
+    "|upsample4_[234]1)/"
+)
+# init_take for torchvision's ImageNet VGG-19 (`vgg19-dcbb9e9d.pth`) in MLN's and OpenPose's front.
+VGG_BACKBONE = "^params/features/"
 
 
 def model_block(family: str, variant: str) -> ml_collections.ConfigDict:
@@ -42,6 +50,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.task.nms = "oks"  # oks | soft | none (the official infant evaluation has none)
     c.task.decode = "dark"  # dark | quarter | argmax
     c.task.flip_shift = False  # HRNet's SHIFT_HEATMAP: flipped maps shifted 1 px (AggPose: none)
+    c.task.scales = (1.0,)  # bottomup_paf: test scales of the input size (several: multi-scale)
+    c.task.mask_unit = 32  # masked_image: pixels per mask unit (SimMIM: 32)
+    c.task.mask_ratio = 0.6  # masked_image: fraction of the units masked
+    c.task.norm_target = False  # masked_image: per-unit normalised pixel targets (MAE's norm_pix)
 
     c.data = ml_collections.ConfigDict()
     c.data.keypoint_format = "coco"  # coco (17) | infant (21)
@@ -59,6 +71,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.num_workers = 0  # grain worker processes per host, training and evaluation (0: none)
     c.data.shuffle = True
     c.data.repeat_sample = 1  # repeat a tiny training set within one epoch
+    # masked_image: folders of frame shards (python -m data_pipelines.video) or of images; () = the
+    # synthetic infant video, written and extracted into frames_cache at start-up.
+    c.data.frames = ()
+    c.data.frames_cache = ""  # "" = <system temp dir>/aggpose_jax_synthetic_infant_video
+    c.data.frame_stride = 2  # the synthetic video's extraction keeps every n-th frame
+    c.data.heldout_fraction = 0.1  # the last frames of the sources, held out for evaluation
 
     c.train = ml_collections.ConfigDict()
     c.train.global_batch_size = 64
@@ -96,6 +114,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.one_epoch_early = True
     c.optim.warmup_steps = 0
     c.optim.clip_grad_norm = 0.0  # 0: no clipping (official)
+    c.optim.no_decay = ""  # regex of param paths without weight decay ("": decay all, official)
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: fill with the devices left
@@ -140,8 +159,44 @@ def hrnet_recipe(c: ml_collections.ConfigDict) -> None:
     c.eval.use_gt_bbox = False
 
 
+def bottomup_recipe(c: ml_collections.ConfigDict, stride: int) -> None:
+    """The bottom-up part-field task (OpenPose's data settings): whole images at 368 x 368 (its
+    training crop), targets at the model's `stride`, sigma 7 input pixels (in heatmap pixels here),
+    whole-image augmentation, no OKS-NMS (the bottom-up protocol: every grouped person is scored)."""
+    c.task.name = "bottomup_paf"
+    c.task.nms = "none"
+    c.data.input_hw = (368, 368)
+    c.data.heatmap_hw = (368 // stride, 368 // stride)
+    c.data.sigma = 7.0 / stride
+    c.data.augment = "official"
+    c.eval.use_gt_bbox = True  # no boxes at all: the flag is unused by the bottom-up chain
+
+
+def mim_recipe(c: ml_collections.ConfigDict) -> None:
+    """SimMIM pretraining (Xie et al., CVPR 2022) on unlabeled frames, scaled to the global batch 2048:
+    AdamW (0.9, 0.999), wd 0.05 without the mask token, biases and norms, clip 5, lr 2e-4 per 512,
+    10 warm-up epochs (in steps, for 15 M frames), cosine to 1e-5 per 512, 100 epochs, drop path 0."""
+    per_512 = 2048 / 512
+    c.task.name = "masked_image"
+    c.model.options.head = "pixels"
+    c.model.options.drop_path_rate = 0.0
+    c.train.global_batch_size = 2048
+    c.train.num_epochs = 100
+    c.optim.lr = 2e-4 * per_512
+    c.optim.min_lr = 1e-5 * per_512
+    c.optim.schedule = "cosine"
+    c.optim.weight_decay = 0.05
+    c.optim.no_decay = "mask_token|bias$|norm|scale$"
+    c.optim.clip_grad_norm = 5.0
+    c.optim.warmup_steps = 10 * (15_000_000 // 2048)
+    c.optim.one_epoch_early = False
+    c.data.augment = "official"  # random-resized crops and flips
+    c.eval.every_steps = -1
+
+
 def apply_tiny(c: ml_collections.ConfigDict) -> None:
     """The tiny variant: same code path, tiny model, bundled sample, few steps, CPU-sized."""
+    stride = c.data.input_hw[0] // c.data.heatmap_hw[0]
     c.model.variant = "tiny"  # every family has one
     opts = c.model.options
     if "drop_path_rate" in opts:
@@ -177,6 +232,21 @@ def apply_tiny(c: ml_collections.ConfigDict) -> None:
     # Trained without flips, the model has never seen a mirrored person: flip test would hurt.
     c.eval.flip_test = False
     c.eval.batch_size = 12
+    if c.task.name == "bottomup_paf":
+        # Whole sample images (landscape) rather than person crops: a larger canvas, so that the
+        # people span more than a few cells of the stride-8 grid; sigma one cell.
+        c.data.input_hw = (192, 256)
+        c.data.heatmap_hw = (192 // stride, 256 // stride)
+        c.data.sigma = 1.0
+    if c.task.name == "masked_image":
+        # The synthetic infant video's 48 frames (43 to train on), crops and flips, lr 1e-3 as
+        # SimMIM's at batch 2048 would be at batch 8 (scaled linearly: too small); 300 steps.
+        c.data.augment = "official"
+        c.train.global_batch_size = 8
+        c.train.total_steps = TINY_STEPS // 2
+        c.optim.lr = 1e-3
+        c.optim.warmup_steps = 20
+        c.eval.batch_size = 8
 
 
 def finalize(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:

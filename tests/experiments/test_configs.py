@@ -10,8 +10,10 @@ from experiments.configs import common
 EXPERIMENTS = [
     "aggpose_l", "aggpose_s", "aggpose_l_384", "aggpose_l_infant", "segformer_b5_pose",
     "hrnet_w32", "hrnet_w48", "hrnet_w48_infant", "ramgpr_w32", "ramgpr_w48", "ramgpr_w48_384",
-    "wgnet",
+    "wgnet", "mln_coco", "openpose_coco", "aggpose_l_bottomup", "mln_infant", "aggpose_l_mim",
+    "mit_b5_mim",
 ]  # fmt: skip
+BOTTOMUP = {"mln_coco": 8, "openpose_coco": 8, "aggpose_l_bottomup": 4, "mln_infant": 8}
 
 
 def test_known_experiments_are_the_config_files():
@@ -39,8 +41,14 @@ def test_config_builds_locked_with_the_base_schema(name, arg):
     with pytest.raises(AttributeError):
         config.optim.lrr = 1.0
     h, w = config.data.input_hw
-    assert h % 32 == 0 and w % 32 == 0
-    assert tuple(config.data.heatmap_hw) == (h // 4, w // 4)
+    stride = BOTTOMUP.get(name, 4)  # the model's output stride: targets are made at it
+    assert tuple(config.data.heatmap_hw) == (h // stride, w // stride)
+    if config.model.family in ("mln", "openpose"):
+        assert h % 8 == 0 and w % 8 == 0 and config.task.name == "bottomup_paf"
+    else:
+        assert h % 32 == 0 and w % 32 == 0
+    assert (config.task.name == "bottomup_paf") == (name in BOTTOMUP)
+    assert (config.task.name == "masked_image") == name.endswith("_mim")
     if arg == "tiny":
         assert config.train.global_batch_size <= 12 and config.train.total_steps <= 600
         assert config.data.root == ""
@@ -71,6 +79,10 @@ def test_official_recipe_values():
     assert (
         inf.data.keypoint_format == "infant" and inf.train.init_reinit == "^params/final_layer/fc2/"
     )
+    mln = run.load_config("mln_coco")
+    assert (tuple(mln.data.input_hw), mln.data.sigma * 8, mln.task.nms) == ((368, 368), 7.0, "none")
+    assert mln.train.init_take == "^params/features/" and mln.model.family == "mln"
+    assert run.load_config("aggpose_l_bottomup").model.options.head == "paf"
 
 
 def test_overrides_typed_and_errors():

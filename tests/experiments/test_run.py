@@ -70,3 +70,31 @@ def test_batchnorm_family_resumes_bit_exactly(tmp_path, cache_dir):
     assert set(a) == {"params", "batch_stats"}
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_bottomup_resumes_bit_exactly(tmp_path, cache_dir):
+    """MLN-tiny on the whole-image chain, 8 fake devices: 2 steps straight equal 1 step, stop, resume
+    (the train step comes from the one-step test's compilation cache)."""
+    import numpy as np
+
+    from aggpose_jax.training import init
+
+    def train(workdir, steps):
+        argv = [
+            "--exp=mln_coco:tiny", f"--workdir={workdir}", f"--jax_cache_dir={cache_dir}",
+            f"--config.train.total_steps={steps}", "--config.train.steps_per_epoch=1",
+            "--config.train.checkpoint_every_steps=1", "--config.log.progress_bar=False",
+            "--config.eval.enabled=False", "--config.train.global_batch_size=8",
+            "--config.train.async_checkpointing=False", "--config.data.augment=official",
+        ]  # fmt: skip
+        assert run.main(argv) == 0
+
+    train(tmp_path / "straight", 2)
+    train(tmp_path / "resumed", 1)
+    train(tmp_path / "resumed", 2)
+    a = init.read_variables(str(tmp_path / "straight" / "checkpoints" / "2"))
+    b = init.read_variables(str(tmp_path / "resumed" / "checkpoints" / "2"))
+    assert set(a) == {"params"} and "refine_limb" in a["params"]
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
