@@ -5,7 +5,8 @@ Command:  python -m experiments.ablate --study=abl_init [--scale=tiny|full]
 
 The ImageNet row takes the MiT backbone from a file the user gives (it cannot be downloaded here, and
 the tiny model has no ImageNet weights: at tiny scale the row is skipped unless a file of the tiny
-backbone's shapes is given). MIM pretraining on unlabelled frames waits for the pretraining task.
+backbone's shapes is given). MIM pretraining on unlabelled frames is `aggpose_l_mim`; its row waits
+for the fine-tuning study.
 """
 
 from experiments.ablations.study import Pending, Required, Study
@@ -20,6 +21,6 @@ STUDY = Study(
             "train.init_from": Required("an ImageNet MiT weights file"),
             "train.init_take": MIT_BACKBONE,
         },
-        "mim_frames": Pending("the masked-image pretraining task"),
+        "mim_frames": Pending("the fine-tuning study from aggpose_l_mim (docs/pretraining.md)"),
     },
 )

@@ -21,6 +21,8 @@ import ml_collections
 
 from aggpose_jax.keypoints import metainfo
 from aggpose_jax.models import build
+from aggpose_jax.training import setup
+from experiments import data as data_lib
 from experiments import run
 
 NOT_STUDIES = ("study", "report")  # the modules of this package that hold no STUDY
@@ -113,13 +115,8 @@ def _lookup(config: ml_collections.ConfigDict, key: str) -> Any:
 
 def check_model(config: ml_collections.ConfigDict) -> None:
     """Builds (without initialising) the config's model: a bad variant or option value fails here."""
-    m = config.model
     try:
-        outputs = build.family_module(m.family).OUTPUTS
-        k = metainfo.get_format(config.data.keypoint_format).num_keypoints
-        build.make_model(
-            m.family, m.variant, out_channels={o: k for o in outputs}, **m.options.to_dict()
-        )
+        setup.make_model(config, data_lib.make_task(config))  # sized by the task, as the trainer
     except (ValueError, KeyError, ModuleNotFoundError) as e:
         raise run.UsageError(str(e)) from e
 

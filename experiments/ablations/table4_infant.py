@@ -5,7 +5,8 @@ Command:  python -m experiments.ablate --study=table4_infant [--scale=tiny|full]
            --run.hrnet_w48.train.init_from=workdirs/hrnet_w48/best]
 
 At tiny scale the infant configs run on the bundled COCO sample (17 keypoints; no infant images here).
-OpenPose and MLN are bottom-up models: their rows wait for the bottom-up task.
+MLN is the bottom-up `mln_infant` (no person boxes; at tiny scale on the COCO-17 sample). OpenPose's
+row waits for an `openpose_infant` config.
 """
 
 from experiments.ablations.study import Pending, Study
@@ -16,8 +17,8 @@ STUDY = Study(
     runs={
         "aggpose_l": {"exp": "aggpose_l_infant"},
         "hrnet_w48": {"exp": "hrnet_w48_infant"},
-        "openpose": Pending("the bottom-up task (OpenPose part fields)"),
-        "mln": Pending("the bottom-up task (MLN)"),
+        "openpose": Pending("an openpose_infant config"),
+        "mln": {"exp": "mln_infant"},
     },
     paper={
         "aggpose_l": (95.0, "AggPose Table 4"),
