@@ -63,8 +63,10 @@ def test_official_parity_train_and_running_stats(oracle):
     heatmaps, state = hrnet.HRNet(**SMALL).apply(
         variables, images, train=True, mutable=["batch_stats"]
     )
-    # Batch statistics of a 4x3 map (2 samples) amplify float32 rounding: a relative tolerance too.
-    np.testing.assert_allclose(np.asarray(heatmaps), out, atol=1e-4, rtol=1e-4)
+    # Batch statistics of a 4x3 map (2 samples: 24 values a channel) amplify float32 rounding, by a
+    # CPU-dependent amount: 1.4e-4 at most on one of 26,112 outputs on one machine, under 1e-4 on
+    # another. The eval-mode acceptance check above holds 1e-4.
+    np.testing.assert_allclose(np.asarray(heatmaps), out, atol=3e-4, rtol=1e-4)
     updated = convert.hrnet_state_dict_from_variables({**variables, **state})
     for name, value in model.state_dict().items():
         if name.endswith(("running_mean", "running_var")):

@@ -137,9 +137,14 @@ def _mim_step_run(mesh, n_steps=2):
     return losses, jax.device_get(state.params)
 
 
+@pytest.fixture(scope="module")
+def single_device_run():
+    return _mim_step_run(runtime.make_mesh(1, 1, jax.devices()[:1]))
+
+
 @pytest.mark.parametrize("data,fsdp", [(8, 1), (4, 2)])
-def test_sharded_mim_step_matches_single_device(data, fsdp):
-    ref_losses, ref_params = _mim_step_run(runtime.make_mesh(1, 1, jax.devices()[:1]))
+def test_sharded_mim_step_matches_single_device(data, fsdp, single_device_run):
+    ref_losses, ref_params = single_device_run
     losses, params = _mim_step_run(runtime.make_mesh(data, fsdp))
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     assert ref_losses[1] != ref_losses[0]
