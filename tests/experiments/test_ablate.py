@@ -71,8 +71,9 @@ def test_dry_run_prints_one_command_per_run(capsys, monkeypatch, tmp_path):
     # A pending row prints as a comment, never as a command.
     assert ablate.main(["--study=table4_infant", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len([x for x in out if x.startswith("python -m experiments.run")]) == 2
-    assert any(x.startswith("# openpose: pending: the bottom-up task") for x in out)
+    assert len([x for x in out if x.startswith("python -m experiments.run")]) == 3
+    assert any(x.startswith("# openpose: pending: an openpose_infant config") for x in out)
+    assert any("--exp=mln_infant:tiny" in x for x in out)
     # An evaluation-only study prints evaluate commands; a weights file gets the base experiment.
     argv = ["--study=abl_decode", "--checkpoint=aggpose_l_coco.msgpack", "--dry-run"]
     assert ablate.main(argv) == 0
